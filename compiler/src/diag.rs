@@ -1,0 +1,275 @@
+//! Diagnostics with stable codes.
+//!
+//! Every problem found in the input is a [`Diagnostic`]: a [`Code`] from the
+//! registry below (codes are never reused; a retired code keeps its row), a
+//! one-line message, a help line, and the location of the offending YAML node.
+//! Loading never stops at the first problem: each bad object yields its
+//! diagnostics and the rest of the input is still read.
+
+use std::fmt;
+
+use miette::{LabeledSpan, NamedSource, SourceCode};
+use serde::Serialize;
+
+use crate::source::{Location, SourceFile, Span};
+
+/// How serious a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+macro_rules! codes {
+    ($($variant:ident = $code:literal, $name:literal, $severity:ident, $summary:literal;)*) => {
+        /// The registry of diagnostic codes. `LD` codes come from loading and
+        /// validating input; `QY` codes from probes and queries.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code { $($variant,)* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The stable code, e.g. `LD003`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code,)* }
+            }
+
+            /// A short kebab-case name, e.g. `invalid-cidr`.
+            pub fn name(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$variant => Severity::$severity,)* }
+            }
+
+            /// One sentence saying what the code is about.
+            pub fn summary(self) -> &'static str {
+                match self { $(Code::$variant => $summary,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    UnreadablePath = "LD000", "unreadable-path", Error, "A path given on the command line cannot be read.";
+    YamlSyntax = "LD001", "yaml-syntax", Error, "The file is not well-formed YAML.";
+    WrongType = "LD002", "wrong-type", Error, "A field has the wrong type, or a required field is missing.";
+    InvalidCidr = "LD003", "invalid-cidr", Error, "An ipBlock CIDR (or an except entry) is not a valid IPv4 or IPv6 CIDR.";
+    ExceptOutsideCidr = "LD004", "except-outside-cidr", Error, "An ipBlock except entry is not strictly inside its cidr.";
+    PortOutOfRange = "LD005", "port-out-of-range", Error, "A port number is outside 1-65535, or a named port is not a valid port name.";
+    InvalidEndPort = "LD006", "invalid-end-port", Error, "endPort is below port, or is used without a numeric port.";
+    UnknownProtocol = "LD007", "unknown-protocol", Error, "A protocol is not TCP, UDP or SCTP.";
+    UnknownPolicyType = "LD008", "unknown-policy-type", Error, "A policyTypes entry is not Ingress or Egress.";
+    InvalidSelector = "LD009", "invalid-selector", Error, "A label selector requirement is malformed.";
+    InvalidLabel = "LD010", "invalid-label", Error, "A label key or value does not follow Kubernetes label syntax.";
+    DuplicateObject = "LD011", "duplicate-object", Error, "Two objects have the same kind, namespace and name.";
+    InvalidPeer = "LD013", "invalid-peer", Error, "A NetworkPolicy peer sets no selector and no ipBlock, or combines ipBlock with a selector.";
+    MissingField = "LD012", "missing-field", Error, "An object lacks a field that identifies it (apiVersion, kind, metadata.name).";
+    UnknownWorkload = "QY001", "unknown-workload", Error, "A probe names a workload that is not in the cluster.";
+    InvalidProbe = "QY002", "invalid-probe", Error, "A probe is malformed.";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem in the input, with where it is.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    pub message: String,
+    pub help: Option<String>,
+    pub location: Option<Location>,
+    /// What the label under the source snippet says; defaults to the message.
+    pub label: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            severity: code.severity(),
+            message: message.into(),
+            help: None,
+            location: None,
+            label: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    pub fn at(mut self, file: &SourceFile, span: Span) -> Self {
+        self.location = Some(Location {
+            file: file.clone(),
+            span,
+        });
+        self
+    }
+
+    pub fn at_location(mut self, location: Option<Location>) -> Self {
+        self.location = location;
+        self
+    }
+
+    /// 1-based line and column, when the diagnostic has a location.
+    pub fn line_col(&self) -> Option<(usize, usize)> {
+        self.location
+            .as_ref()
+            .map(|l| l.file.line_col(l.span.offset))
+    }
+
+    /// A plain, serializable form (for `-o json`).
+    pub fn to_json(&self) -> DiagnosticJson<'_> {
+        let (line, column) = self.line_col().unzip();
+        DiagnosticJson {
+            code: self.code.as_str(),
+            name: self.code.name(),
+            severity: self.severity,
+            message: &self.message,
+            help: self.help.as_deref(),
+            file: self.location.as_ref().map(|l| l.file.name()),
+            line,
+            column,
+        }
+    }
+
+    /// A miette report of this diagnostic, for graphical rendering.
+    pub fn report(&self) -> Report<'_> {
+        Report {
+            diag: self,
+            source: self.location.as_ref().map(|l| {
+                NamedSource::new(l.file.name(), l.file.shared_text()).with_language("yaml")
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(loc) = &self.location {
+            write!(f, "{}: ", loc.display())?;
+        }
+        write!(f, "{} {}", self.code, self.message)
+    }
+}
+
+/// The JSON shape of a diagnostic.
+#[derive(Debug, Serialize)]
+pub struct DiagnosticJson<'a> {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    pub message: &'a str,
+    pub help: Option<&'a str>,
+    pub file: Option<&'a str>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+/// Adapter that lets miette render a [`Diagnostic`].
+#[derive(Debug)]
+pub struct Report<'a> {
+    diag: &'a Diagnostic,
+    source: Option<NamedSource<std::sync::Arc<str>>>,
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diag.message)
+    }
+}
+
+impl std::error::Error for Report<'_> {}
+
+impl miette::Diagnostic for Report<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.diag.code.as_str()))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diag.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Info => miette::Severity::Advice,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.diag
+            .help
+            .as_deref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let loc = self.diag.location.as_ref()?;
+        let label = self
+            .diag
+            .label
+            .clone()
+            .unwrap_or_else(|| self.diag.message.clone());
+        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(
+            Some(label),
+            (loc.span.offset, loc.span.len),
+        ))))
+    }
+}
+
+/// Diagnostics collected while loading; loading goes on after each.
+#[derive(Debug, Default, Clone)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+
+    /// Sort by file, then position, then code: a stable order for output.
+    pub fn sort(&mut self) {
+        self.0.sort_by(|a, b| {
+            let key = |d: &Diagnostic| {
+                d.location
+                    .as_ref()
+                    .map(|l| (l.file.name().to_owned(), l.span.offset))
+            };
+            key(a).cmp(&key(b)).then(a.code.cmp(&b.code))
+        });
+    }
+}
+
+impl Extend<Diagnostic> for Diagnostics {
+    fn extend<T: IntoIterator<Item = Diagnostic>>(&mut self, iter: T) {
+        self.0.extend(iter);
+    }
+}

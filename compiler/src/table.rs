@@ -1,0 +1,546 @@
+//! The decision tables: the one contract between the compiler, the verifier
+//! and the runtime.
+//!
+//! This module has no parser types: it depends on serde, `ipnet` and the plain
+//! enums of `model` only, so it could move into its own crate unchanged.
+//!
+//! # Format (`ambit.tables/v1`)
+//!
+//! A JSON object, byte-for-byte deterministic for the same input semantics
+//! (whatever the order of files and documents):
+//!
+//! | field | meaning |
+//! | --- | --- |
+//! | `format` | `"ambit.tables/v1"`; readers refuse other values |
+//! | `input_hash` | `sha256:<hex>` of the canonical input semantics (namespaces, workloads, policy IR) |
+//! | `namespaces` | `[{name, labels}]`, sorted by name; labels include `kubernetes.io/metadata.name` |
+//! | `classes` | equivalence classes of workloads: `[{namespace, labels, service_account, ports}]`; workloads of one class are decided identically |
+//! | `workloads` | `[{namespace, name, kind, class, ips}]`, sorted by namespace/name |
+//! | `policies` | `[{kind, namespace, name}]`: what `rules` point back to |
+//! | `rules` | `[{policy, direction, index, peers, ports}]`: every rule of every policy, resolved against the classes |
+//! | `ingress`, `egress` | one entry per class: `{policies, rules}`: the policies that isolate the class in that direction (empty: not isolated, default allow) and the rules that may admit a flow |
+//!
+//! A rule's `peers` is `{all, classes, ip_classes, ip_blocks}`: `all` admits
+//! every remote endpoint; `classes` are the classes its selectors match;
+//! `ip_classes` those whose pod IPs an `ipBlock` matches; `ip_blocks` match
+//! addresses outside the inventory. `ports` is `null` for every port, else a
+//! list of `{any_port: P}`, `{range: {protocol, start, end}}` or
+//! `{named: {protocol, name}}`; a named port is looked up in the destination
+//! class's `ports` (name and protocol must both match).
+//!
+//! # Deciding
+//!
+//! A flow from `S` to `D` on `port/protocol` is allowed when `S`'s egress entry
+//! is empty or one of its rules admits `D`, and `D`'s ingress entry is empty or
+//! one of its rules admits `S`. A workload reaching itself (a Pod to itself) is
+//! always allowed. [`Tables::decide`] does this with no allocation.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::labels::Labels;
+use crate::model::{ContainerPort, Direction, PortSpec, Protocol, WorkloadKind, ip_block_contains};
+
+pub const FORMAT: &str = "ambit.tables/v1";
+
+pub type ClassId = u32;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tables {
+    pub format: String,
+    pub input_hash: String,
+    pub namespaces: Vec<NamespaceEntry>,
+    pub classes: Vec<Class>,
+    pub workloads: Vec<WorkloadEntry>,
+    pub policies: Vec<PolicyEntry>,
+    pub rules: Vec<TableRule>,
+    pub ingress: Vec<Isolation>,
+    pub egress: Vec<Isolation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceEntry {
+    pub name: String,
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Class {
+    pub namespace: String,
+    pub labels: Labels,
+    pub service_account: String,
+    pub ports: Vec<ContainerPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadEntry {
+    pub namespace: String,
+    pub name: String,
+    pub kind: WorkloadKind,
+    pub class: ClassId,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyEntry {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRule {
+    pub policy: u32,
+    pub direction: Direction,
+    pub index: u32,
+    pub peers: Peers,
+    pub ports: Option<Vec<PortSpec>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Peers {
+    pub all: bool,
+    pub classes: ClassSet,
+    pub ip_classes: ClassSet,
+    pub ip_blocks: Vec<IpBlock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IpBlock {
+    pub cidr: IpNet,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<IpNet>,
+}
+
+impl IpBlock {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip_block_contains(&self.cidr, &self.except, ip)
+    }
+}
+
+/// The policies isolating a class in one direction and the rules that may
+/// admit its flows. No policy: the class is not isolated (default allow).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Isolation {
+    pub policies: Vec<u32>,
+    pub rules: Vec<u32>,
+}
+
+impl Isolation {
+    pub fn isolated(&self) -> bool {
+        !self.policies.is_empty()
+    }
+}
+
+/// A set of classes: a bitset in memory, a sorted list of ids in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassSet {
+    words: Vec<u64>,
+}
+
+impl ClassSet {
+    pub fn insert(&mut self, c: ClassId) {
+        let (w, b) = (c as usize / 64, c % 64);
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << b;
+    }
+
+    pub fn contains(&self, c: ClassId) -> bool {
+        self.words
+            .get(c as usize / 64)
+            .is_some_and(|w| w & (1 << (c % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = ClassId> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| (i * 64 + b) as ClassId)
+        })
+    }
+}
+
+impl Serialize for ClassSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ids = Vec::<ClassId>::deserialize(d)?;
+        let mut set = ClassSet::default();
+        for id in ids {
+            if id > 10_000_000 {
+                return Err(serde::de::Error::custom("class id out of range"));
+            }
+            set.insert(id);
+        }
+        Ok(set)
+    }
+}
+
+/// One end of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A workload of the inventory, by index into `workloads`.
+    Workload(u32),
+    /// An address outside the inventory.
+    Ip(IpAddr),
+}
+
+/// A remote end as a rule sees it.
+#[derive(Debug, Clone, Copy)]
+enum Remote {
+    Class(ClassId),
+    Ip(IpAddr),
+}
+
+/// Why one direction allowed or denied a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The side was not checked (the endpoint is an address, not a workload).
+    NotApplicable,
+    /// No policy isolates the workload in this direction.
+    NotIsolated,
+    /// These rules admit the flow.
+    Allowed(Vec<u32>),
+    /// These policies isolate the workload and none of their rules admits it.
+    Denied(Vec<u32>),
+}
+
+impl Verdict {
+    pub fn allows(&self) -> bool {
+        !matches!(self, Verdict::Denied(_))
+    }
+}
+
+/// A decision with what made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub allowed: bool,
+    /// The flow is a pod reaching itself: allowed whatever the policies say.
+    pub self_traffic: bool,
+    pub egress: Verdict,
+    pub ingress: Verdict,
+}
+
+/// Errors of reading a table file.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("not a decision table: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported table format `{0}` (this ambit reads `{FORMAT}`)")]
+    Format(String),
+    #[error("inconsistent table: {0}")]
+    Inconsistent(String),
+}
+
+impl Tables {
+    /// Parse and check a table file.
+    pub fn from_json(bytes: &[u8]) -> Result<Tables, TableError> {
+        let t: Tables = serde_json::from_slice(bytes)?;
+        if t.format != FORMAT {
+            return Err(TableError::Format(t.format));
+        }
+        t.check()?;
+        Ok(t)
+    }
+
+    /// Check the cross-references, so that lookups never index out of bounds.
+    pub fn check(&self) -> Result<(), TableError> {
+        let bad = |m: &str| Err(TableError::Inconsistent(m.to_owned()));
+        let n = self.classes.len();
+        if self.ingress.len() != n || self.egress.len() != n {
+            return bad("ingress and egress need one entry per class");
+        }
+        if self.workloads.iter().any(|w| w.class as usize >= n) {
+            return bad("a workload names a class that does not exist");
+        }
+        for r in &self.rules {
+            if r.policy as usize >= self.policies.len() {
+                return bad("a rule names a policy that does not exist");
+            }
+            if r.peers.classes.iter().chain(r.peers.ip_classes.iter()).any(|c| c as usize >= n) {
+                return bad("a rule names a class that does not exist");
+            }
+        }
+        for iso in self.ingress.iter().chain(&self.egress) {
+            if iso.rules.iter().any(|&r| r as usize >= self.rules.len())
+                || iso.policies.iter().any(|&p| p as usize >= self.policies.len())
+            {
+                return bad("an isolation entry names a rule or policy that does not exist");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("tables serialize to JSON");
+        s.push('\n');
+        s
+    }
+
+    /// Index of a workload by namespace and name.
+    pub fn workload_index(&self, namespace: &str, name: &str) -> Option<u32> {
+        self.workloads
+            .binary_search_by(|w| (w.namespace.as_str(), w.name.as_str()).cmp(&(namespace, name)))
+            .ok()
+            .map(|i| i as u32)
+    }
+
+    /// Is the flow allowed? Allocation-free.
+    pub fn decide(&self, from: Endpoint, to: Endpoint, protocol: Protocol, port: u16) -> bool {
+        if self.is_self(from, to) {
+            return true;
+        }
+        let dst_class = self.class_of(to);
+        let egress_ok = match from {
+            Endpoint::Ip(_) => true,
+            Endpoint::Workload(w) => {
+                let c = self.workloads[w as usize].class;
+                self.side_allows(&self.egress[c as usize], self.remote(to), dst_class, protocol, port)
+            }
+        };
+        egress_ok
+            && match (to, dst_class) {
+                (Endpoint::Workload(_), Some(c)) => {
+                    self.side_allows(&self.ingress[c as usize], self.remote(from), Some(c), protocol, port)
+                }
+                _ => true,
+            }
+    }
+
+    /// The decision and the rules or policies that made it.
+    pub fn explain(&self, from: Endpoint, to: Endpoint, protocol: Protocol, port: u16) -> Explanation {
+        let self_traffic = self.is_self(from, to);
+        let dst_class = self.class_of(to);
+        let egress = match from {
+            Endpoint::Ip(_) => Verdict::NotApplicable,
+            Endpoint::Workload(w) => {
+                let c = self.workloads[w as usize].class;
+                self.verdict(&self.egress[c as usize], self.remote(to), dst_class, protocol, port)
+            }
+        };
+        let ingress = match (to, dst_class) {
+            (Endpoint::Workload(_), Some(c)) => {
+                self.verdict(&self.ingress[c as usize], self.remote(from), Some(c), protocol, port)
+            }
+            _ => Verdict::NotApplicable,
+        };
+        Explanation {
+            allowed: self_traffic || (egress.allows() && ingress.allows()),
+            self_traffic,
+            egress,
+            ingress,
+        }
+    }
+
+    fn is_self(&self, from: Endpoint, to: Endpoint) -> bool {
+        match (from, to) {
+            (Endpoint::Workload(a), Endpoint::Workload(b)) => {
+                a == b && self.workloads[a as usize].kind == WorkloadKind::Pod
+            }
+            _ => false,
+        }
+    }
+
+    fn class_of(&self, e: Endpoint) -> Option<ClassId> {
+        match e {
+            Endpoint::Workload(w) => Some(self.workloads[w as usize].class),
+            Endpoint::Ip(_) => None,
+        }
+    }
+
+    fn remote(&self, e: Endpoint) -> Remote {
+        match e {
+            Endpoint::Workload(w) => Remote::Class(self.workloads[w as usize].class),
+            Endpoint::Ip(ip) => Remote::Ip(ip),
+        }
+    }
+
+    fn side_allows(&self, iso: &Isolation, remote: Remote, dst: Option<ClassId>, proto: Protocol, port: u16) -> bool {
+        !iso.isolated()
+            || iso
+                .rules
+                .iter()
+                .any(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port))
+    }
+
+    fn verdict(&self, iso: &Isolation, remote: Remote, dst: Option<ClassId>, proto: Protocol, port: u16) -> Verdict {
+        if !iso.isolated() {
+            return Verdict::NotIsolated;
+        }
+        let admitting: Vec<u32> = iso
+            .rules
+            .iter()
+            .copied()
+            .filter(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port))
+            .collect();
+        if admitting.is_empty() {
+            Verdict::Denied(iso.policies.clone())
+        } else {
+            Verdict::Allowed(admitting)
+        }
+    }
+
+    fn rule_admits(&self, rule: &TableRule, remote: Remote, dst: Option<ClassId>, proto: Protocol, port: u16) -> bool {
+        let peer_ok = rule.peers.all
+            || match remote {
+                Remote::Class(c) => rule.peers.classes.contains(c) || rule.peers.ip_classes.contains(c),
+                Remote::Ip(ip) => rule.peers.ip_blocks.iter().any(|b| b.contains(ip)),
+            };
+        peer_ok
+            && match &rule.ports {
+                None => true,
+                Some(specs) => specs.iter().any(|s| self.port_matches(s, dst, proto, port)),
+            }
+    }
+
+    fn port_matches(&self, spec: &PortSpec, dst: Option<ClassId>, proto: Protocol, port: u16) -> bool {
+        match spec {
+            PortSpec::AnyPort(p) => *p == proto,
+            PortSpec::Range { protocol, start, end } => *protocol == proto && (*start..=*end).contains(&port),
+            PortSpec::Named { protocol, name } => {
+                *protocol == proto
+                    && dst.is_some_and(|c| {
+                        self.classes[c as usize].ports.iter().any(|cp| {
+                            cp.port == port && cp.protocol == proto && cp.name.as_deref() == Some(name)
+                        })
+                    })
+            }
+        }
+    }
+
+    /// Did the rule admit the remote class through an ipBlock matching its
+    /// pod IPs (an implementation-defined behaviour worth flagging)?
+    pub fn admitted_by_pod_ip(&self, rule: u32, remote: Endpoint) -> bool {
+        let r = &self.rules[rule as usize];
+        match remote {
+            Endpoint::Workload(w) => {
+                let c = self.workloads[w as usize].class;
+                !r.peers.all && !r.peers.classes.contains(c) && r.peers.ip_classes.contains(c)
+            }
+            Endpoint::Ip(_) => false,
+        }
+    }
+
+    /// Every port allowed from `from` to `to`, per protocol, as inclusive
+    /// ranges.
+    pub fn allowed_ports(&self, from: Endpoint, to: Endpoint) -> PortSet {
+        if self.is_self(from, to) {
+            return PortSet::all();
+        }
+        let mut cuts: Vec<u32> = vec![1, 65536];
+        let dst_class = self.class_of(to);
+        let mut add_iso = |iso: &Isolation| {
+            for &r in &iso.rules {
+                for s in self.rules[r as usize].ports.iter().flatten() {
+                    match s {
+                        PortSpec::AnyPort(_) => {}
+                        PortSpec::Range { start, end, .. } => {
+                            cuts.push(*start as u32);
+                            cuts.push(*end as u32 + 1);
+                        }
+                        PortSpec::Named { .. } => {
+                            if let Some(c) = dst_class {
+                                for cp in &self.classes[c as usize].ports {
+                                    cuts.push(cp.port as u32);
+                                    cuts.push(cp.port as u32 + 1);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Endpoint::Workload(w) = from {
+            add_iso(&self.egress[self.workloads[w as usize].class as usize]);
+        }
+        if let Some(c) = dst_class {
+            add_iso(&self.ingress[c as usize]);
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut set = PortSet::default();
+        for proto in Protocol::ALL {
+            for win in cuts.windows(2) {
+                let (lo, hi) = (win[0] as u16, (win[1] - 1) as u16);
+                if self.decide(from, to, proto, lo) {
+                    set.push(proto, lo, hi);
+                }
+            }
+        }
+        set
+    }
+}
+
+/// Ports per protocol, as sorted, merged, inclusive ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct PortSet {
+    pub ranges: [Vec<(u16, u16)>; 3],
+}
+
+impl PortSet {
+    pub fn all() -> Self {
+        Self {
+            ranges: [vec![(1, 65535)], vec![(1, 65535)], vec![(1, 65535)]],
+        }
+    }
+
+    fn push(&mut self, proto: Protocol, lo: u16, hi: u16) {
+        let v = &mut self.ranges[proto.index()];
+        match v.last_mut() {
+            Some(last) if last.1 as u32 + 1 == lo as u32 => last.1 = hi,
+            _ => v.push((lo, hi)),
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        *self == Self::all()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.iter().all(Vec::is_empty)
+    }
+}
+
+impl std::fmt::Display for PortSet {
+    /// `all`, `none`, or e.g. `TCP 80-81,443 UDP 53`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_all() {
+            return f.write_str("all");
+        }
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        let mut first = true;
+        for proto in Protocol::ALL {
+            let v = &self.ranges[proto.index()];
+            if v.is_empty() {
+                continue;
+            }
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            if v == &[(1, 65535)] {
+                write!(f, "{proto} all")?;
+                continue;
+            }
+            let parts: Vec<String> = v
+                .iter()
+                .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .collect();
+            write!(f, "{proto} {}", parts.join(","))?;
+        }
+        Ok(())
+    }
+}

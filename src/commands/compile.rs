@@ -1,0 +1,43 @@
+//! `ambit compile PATHS -o tables.json`
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::CompileArgs;
+use crate::commands::{Status, load};
+
+pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
+    let (_cluster, tables) = match load(&args.input, false, verbose) {
+        Ok(t) => t,
+        Err(status) => return Ok(status),
+    };
+    let json = tables.to_json();
+    if args.output == "-" || args.output == "json" {
+        std::io::stdout().lock().write_all(json.as_bytes())?;
+        return Ok(Status::Success);
+    }
+    // Write next to the target and rename, so that a failure never leaves a
+    // partial file behind.
+    let path = Path::new(&args.output);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut tmp| {
+        tmp.write_all(json.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)
+    });
+    if let Err(e) = written {
+        eprintln!("ambit: cannot write `{}`: {e}", path.display());
+        return Ok(Status::Error);
+    }
+    eprintln!(
+        "compiled {} workloads ({} classes), {} policies, {} rules into {} ({} bytes, {})",
+        tables.workloads.len(),
+        tables.classes.len(),
+        tables.policies.len(),
+        tables.rules.len(),
+        path.display(),
+        json.len(),
+        tables.input_hash,
+    );
+    Ok(Status::Success)
+}

@@ -1,0 +1,54 @@
+//! One file per subcommand.
+
+mod compile;
+mod matrix;
+mod query;
+
+use ambit_compiler::diag::Severity;
+use ambit_compiler::load::{LoadOptions, load_paths};
+use ambit_compiler::model::Cluster;
+use ambit_compiler::table::Tables;
+
+use crate::cli::{Cli, Command, InputArgs};
+use crate::render;
+
+/// What the process exits with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success = 0,
+    Failure = 1,
+    Error = 2,
+}
+
+pub fn run(cli: Cli) -> std::io::Result<Status> {
+    match cli.command {
+        Command::Compile(args) => compile::run(&args, cli.verbose),
+        Command::Query(args) => query::run(&args, cli.verbose),
+        Command::Matrix(args) => matrix::run(&args, cli.verbose),
+    }
+}
+
+/// Load and compile the inputs. Diagnostics are printed; any error stops the
+/// command (exit 2) before it writes anything.
+pub fn load(input: &InputArgs, json: bool, verbose: u8) -> Result<(Cluster, Tables), Status> {
+    let options = LoadOptions {
+        default_namespace: input.namespace.clone(),
+    };
+    let (cluster, _files, diags) = load_paths(&input.paths, &options);
+    if !diags.is_empty() {
+        render::diagnostics(&diags.0, json);
+    }
+    if verbose > 0 {
+        for (kind, n) in &cluster.read {
+            eprintln!("read {n} {kind}");
+        }
+        for (kind, n) in &cluster.skipped {
+            eprintln!("skipped {n} {kind} (kind not read by ambit)");
+        }
+    }
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(Status::Error);
+    }
+    let tables = ambit_compiler::compile::compile(&cluster);
+    Ok((cluster, tables))
+}

@@ -1,0 +1,114 @@
+//! `ambit query PATHS --from A --to B --port N [--protocol P]` and
+//! `ambit query PATHS --probes FILE`.
+
+use std::io::Write;
+
+use ambit_compiler::diag::{Code, Diagnostic};
+use ambit_compiler::probe::{self, Answer, Probe, ProbeSpec};
+use ambit_compiler::source::SourceFile;
+use ambit_compiler::table::{Tables, Verdict};
+
+use crate::cli::{Format, QueryArgs};
+use crate::commands::{Status, load};
+use crate::render;
+
+pub fn run(args: &QueryArgs, verbose: u8) -> std::io::Result<Status> {
+    let json = args.format == Format::Json;
+    let (_cluster, tables) = match load(&args.input, json, verbose) {
+        Ok(t) => t,
+        Err(status) => return Ok(status),
+    };
+    let probes = match probes(args, &tables) {
+        Ok(p) => p,
+        Err(diags) => {
+            render::diagnostics(&diags, json);
+            return Ok(Status::Error);
+        }
+    };
+    let answers: Vec<Answer> = probes.iter().map(|p| probe::answer(&tables, p)).collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &answers)?;
+        writeln!(out)?;
+    } else {
+        for a in &answers {
+            human(&mut out, &tables, a)?;
+        }
+    }
+    Ok(if answers.iter().all(|a| a.allowed) {
+        Status::Success
+    } else {
+        Status::Failure
+    })
+}
+
+fn probes(args: &QueryArgs, tables: &Tables) -> Result<Vec<Probe>, Vec<Diagnostic>> {
+    if let Some(path) = &args.probes {
+        let bytes = std::fs::read(path).map_err(|e| {
+            vec![Diagnostic::new(Code::UnreadablePath, format!("cannot read `{}`: {e}", path.display()))
+                .with_help("give the path of a YAML or JSON list of probes")]
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            vec![Diagnostic::new(Code::InvalidProbe, format!("`{}` is not UTF-8 text", path.display()))
+                .with_help("a probe file is YAML or JSON")]
+        })?;
+        let file = SourceFile::new(path.display().to_string(), text);
+        return probe::read_probe_file(&file, tables);
+    }
+    let spec = ProbeSpec {
+        from: args.from.clone().unwrap_or_default(),
+        to: args.to.clone().unwrap_or_default(),
+        port: args.port.unwrap_or_default(),
+        protocol: args.protocol.clone(),
+        http: None,
+        ext_authz: None,
+    };
+    probe::resolve(&spec, tables, |_| None).map(|p| vec![p]).map_err(|d| vec![d])
+}
+
+/// Two lines: the decision, then why.
+fn human(out: &mut impl Write, tables: &Tables, a: &Answer) -> std::io::Result<()> {
+    let verdict = if a.allowed { "allowed" } else { "denied" };
+    writeln!(out, "{} -> {} {}/{}: {verdict}", a.from, a.to, a.port, a.protocol)?;
+    let e = &a.explanation;
+    if e.self_traffic {
+        return writeln!(out, "  a pod reaching itself is always allowed");
+    }
+    let mut reasons = Vec::new();
+    for (side, who, verdict) in [("egress", &a.from, &e.egress), ("ingress", &a.to, &e.ingress)] {
+        let why = match verdict {
+            Verdict::NotApplicable => continue,
+            Verdict::NotIsolated => "no policy isolates it".to_owned(),
+            Verdict::Allowed(rules) => {
+                let names: Vec<String> = rules
+                    .iter()
+                    .map(|&r| {
+                        let rule = &tables.rules[r as usize];
+                        let p = &tables.policies[rule.policy as usize];
+                        format!("{} {}/{} {side}[{}]", p.kind, p.namespace, p.name, rule.index)
+                    })
+                    .collect();
+                format!("allowed by {}", list(&names))
+            }
+            Verdict::Denied(policies) => {
+                let names: Vec<String> = policies
+                    .iter()
+                    .map(|&p| {
+                        let p = &tables.policies[p as usize];
+                        format!("{} {}/{}", p.kind, p.namespace, p.name)
+                    })
+                    .collect();
+                format!("isolated by {}, and no rule admits this flow", list(&names))
+            }
+        };
+        reasons.push(format!("{side} of {who}: {why}"));
+    }
+    writeln!(out, "  {}", reasons.join("; "))
+}
+
+fn list(items: &[String]) -> String {
+    match items.len() {
+        0..=3 => items.join(", "),
+        n => format!("{} and {} more", items[..3].join(", "), n - 3),
+    }
+}
