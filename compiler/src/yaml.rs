@@ -265,12 +265,62 @@ impl<'d> Object<'d> {
         let abs_line = start.line() + self.doc.line_offset;
         let line_start = file.offset(abs_line, 0);
         let node_start = file.offset(abs_line, start.col());
-        let end = self.doc.abs_offset(self.node.span.end).max(node_start);
+        let mut end = self.doc.abs_offset(self.node.span.end).max(node_start);
+        // saphyr ends a flow collection at its last scalar: take the closing
+        // bracket too.
+        if let Some(close) = flow_end(&file.text()[node_start..]) {
+            end = end.max(node_start + close);
+        }
         let mut view = String::with_capacity(end - line_start);
         view.extend(file.text()[line_start..node_start].chars().map(|_| ' '));
         view.push_str(&file.text()[node_start..end]);
         (view, abs_line - 1)
     }
+}
+
+/// The length of a flow collection (`{...}` or `[...]`) at the start of
+/// `text`, brackets and quotes balanced; `None` if `text` starts otherwise.
+fn flow_end(text: &str) -> Option<usize> {
+    if !text.starts_with(['{', '[']) {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' => {
+                while let Some((_, c)) = chars.next() {
+                    if c == '\'' {
+                        if chars.peek().map(|&(_, c)| c) == Some('\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn seg_key(seg: &Seg) -> &str {

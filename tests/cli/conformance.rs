@@ -1,0 +1,123 @@
+//! The NetworkPolicy conformance cases of `testdata/conformance/netpol`: every
+//! grid cell and probe of every case, decided through `ambit query --probes`.
+
+use std::fs;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::util::{ambit, testdata};
+
+#[derive(Deserialize)]
+struct Expect {
+    #[allow(dead_code)]
+    description: String,
+    #[serde(default)]
+    matrices: Vec<Matrix>,
+    #[serde(default)]
+    probes: Vec<ProbeExpect>,
+}
+
+#[derive(Deserialize)]
+struct Matrix {
+    port: u16,
+    #[serde(default)]
+    protocol: Option<String>,
+    grid: String,
+}
+
+#[derive(Deserialize)]
+struct ProbeExpect {
+    from: String,
+    to: String,
+    port: u16,
+    #[serde(default)]
+    protocol: Option<String>,
+    expect: String,
+}
+
+/// Expand a case into probes, each with its expected answer.
+fn probes(expect: &Expect) -> Vec<(Value, bool)> {
+    let mut out = Vec::new();
+    for m in &expect.matrices {
+        let mut lines = m.grid.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines.next().expect("grid header").split_whitespace().skip(1).collect();
+        for line in lines {
+            let mut cells = line.split_whitespace();
+            let from = cells.next().expect("row name");
+            let row: Vec<&str> = cells.collect();
+            assert_eq!(row.len(), header.len(), "grid row `{line}`");
+            for (to, cell) in header.iter().zip(row) {
+                let allowed = match cell {
+                    "." => true,
+                    "X" => false,
+                    other => panic!("bad grid cell `{other}`"),
+                };
+                let protocol = m.protocol.clone().unwrap_or_else(|| "TCP".into());
+                out.push((json!({"from": from, "to": to, "port": m.port, "protocol": protocol}), allowed));
+            }
+        }
+    }
+    for p in &expect.probes {
+        let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+        let allowed = match p.expect.as_str() {
+            "allow" => true,
+            "deny" => false,
+            other => panic!("bad expect `{other}`"),
+        };
+        out.push((json!({"from": p.from, "to": p.to, "port": p.port, "protocol": protocol}), allowed));
+    }
+    out
+}
+
+#[test]
+fn netpol_conformance_cases() {
+    let base = testdata("conformance/netpol");
+    let mut cases: Vec<_> = fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 40, "at least 40 scenarios, found {}", cases.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let expect: Expect =
+            serde_saphyr::from_str(&fs::read_to_string(case.join("expect.yaml")).unwrap()).unwrap();
+        let expected = probes(&expect);
+        let probe_file = tmp.path().join(format!("{name}.json"));
+        let list: Vec<&Value> = expected.iter().map(|(p, _)| p).collect();
+        fs::write(&probe_file, serde_json::to_string(&list).unwrap()).unwrap();
+        let out = ambit(&[
+            "query",
+            base.join("cluster.yaml").to_str().unwrap(),
+            case.join("policies.yaml").to_str().unwrap(),
+            "--probes",
+            probe_file.to_str().unwrap(),
+            "-o",
+            "json",
+        ]);
+        let code = out.status.code();
+        assert!(code == Some(0) || code == Some(1), "{name}: exit {code:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answers.len(), expected.len(), "{name}: one answer per probe");
+        for ((probe, want), got) in expected.iter().zip(&answers) {
+            checked += 1;
+            assert_eq!(got["from"], probe["from"], "{name}: answers in probe order");
+            assert_eq!(got["to"], probe["to"]);
+            if got["allowed"].as_bool() != Some(*want) {
+                failures.push(format!(
+                    "{name}: {} -> {} {}/{}: expected {}, got {} ({})",
+                    probe["from"], probe["to"], probe["port"], probe["protocol"],
+                    if *want { "allow" } else { "deny" },
+                    got["allowed"], got["decided_by"]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {checked} probes differ:\n{}", failures.len(), failures.join("\n"));
+}

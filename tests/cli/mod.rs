@@ -1,0 +1,8 @@
+//! The CLI, run as a process on real files.
+
+mod compile; // tables: determinism whatever the input order, atomic writes
+mod conformance; // testdata/conformance/netpol: 9×9 matrices through `query --probes`
+mod diagnostics; // testdata/bad: one rendered snapshot per diagnostic class, exit 2
+mod matrix; // `matrix` in table, json and csv
+mod query; // the probe contract: fields, order, exit codes
+pub mod util; // running the binary, filtering temp paths

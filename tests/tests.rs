@@ -1,0 +1,3 @@
+//! End-to-end tests of the `ambit` binary: one test binary, one module per area.
+
+mod cli;
