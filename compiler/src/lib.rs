@@ -24,3 +24,4 @@ pub mod yaml;
 pub mod compile;
 pub mod table;
 pub mod probe;
+pub mod reference;
