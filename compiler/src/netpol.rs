@@ -200,6 +200,15 @@ fn peer(cx: &mut Ctx<'_>, p: &k8s::NetworkPolicyPeer, at: &[Seg]) -> Option<Peer
 
 fn ip_block(cx: &mut Ctx<'_>, b: &k8s::IPBlock, at: &[Seg]) -> Option<Peer> {
     let cidr_path = path(at, [Seg::Key("cidr")]);
+    if b.cidr.is_empty() {
+        cx.error(
+            Code::WrongType,
+            at,
+            "missing field `cidr`".into(),
+            "an ipBlock needs `cidr`, e.g. `cidr: 10.0.0.0/16`",
+        );
+        return None;
+    }
     let cidr = parse_cidr(cx, &b.cidr, &cidr_path)?;
     let mut except = Vec::new();
     let mut ok = true;
