@@ -228,7 +228,10 @@ impl<'d> Object<'d> {
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
         let (view, view_line_offset) = self.view();
         serde_saphyr::from_str_with_options::<T>(&view, serde_saphyr::Options::default()).map_err(|e| {
+            let missing = plain_message(&e).starts_with("missing field");
             let (span, message) = match e.location() {
+                // A missing field is a fault of the whole mapping: point at it.
+                _ if missing => (self.span(), plain_message(&e)),
                 Some(loc) if loc.line() > 0 => {
                     let line = loc.line() as usize + view_line_offset;
                     let col = (loc.column() as usize).saturating_sub(1);

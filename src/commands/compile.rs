@@ -23,6 +23,11 @@ pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
     let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut tmp| {
         tmp.write_all(json.as_bytes())?;
         tmp.as_file().sync_all()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
         tmp.persist(path).map_err(|e| e.error)
     });
     if let Err(e) = written {
