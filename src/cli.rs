@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "ambit", version, about = "Network policy compiler and verifier for Kubernetes and Istio")]
+#[command(
+    name = "ambit",
+    version,
+    about = "Network policy compiler and verifier for Kubernetes and Istio"
+)]
 pub struct Cli {
     /// Say more (objects skipped by kind, table statistics).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -40,7 +44,12 @@ pub struct CompileArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// Where to write the tables: a file, or `json` / `-` for stdout.
-    #[arg(short = 'o', long = "output", default_value = "json", value_name = "FILE|json")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "json",
+        value_name = "FILE|json"
+    )]
     pub output: String,
 }
 

@@ -2,6 +2,9 @@
 //! outcome to an exit code: 0 success, 1 findings / violated property / denied
 //! flow, 2 bad input or usage.
 
+// The CLI is the one part of ambit that prints; the libraries return data.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

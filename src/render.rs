@@ -10,7 +10,10 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 pub fn diagnostics(diags: &[Diagnostic], json: bool) {
     if json {
         let list: Vec<_> = diags.iter().map(Diagnostic::to_json).collect();
-        eprintln!("{}", serde_json::to_string_pretty(&list).expect("diagnostics serialize"));
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&list).expect("diagnostics serialize")
+        );
         return;
     }
     let stderr = std::io::stderr();

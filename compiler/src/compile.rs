@@ -119,7 +119,14 @@ pub fn compile(cluster: &Cluster) -> Tables {
                     policy: pid,
                     direction,
                     index: index as u32,
-                    peers: peers(rule, &np.namespace, &classes, &class_blocks, &blocks, &ns_labels),
+                    peers: peers(
+                        rule,
+                        &np.namespace,
+                        &classes,
+                        &class_blocks,
+                        &blocks,
+                        &ns_labels,
+                    ),
                     ports: rule.ports.clone(),
                 });
             }
@@ -184,7 +191,9 @@ fn peers<'a>(
                     cidr: *cidr,
                     except: except.clone(),
                 };
-                let bi = blocks.binary_search(&block).expect("every block was collected");
+                let bi = blocks
+                    .binary_search(&block)
+                    .expect("every block was collected");
                 for (i, cb) in class_blocks.iter().enumerate() {
                     if cb.contains(&bi) {
                         out.ip_classes.insert(i as ClassId);

@@ -227,10 +227,9 @@ impl miette::Diagnostic for Report<'_> {
             .label
             .clone()
             .unwrap_or_else(|| self.diag.message.clone());
-        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(
-            Some(label),
-            (loc.span.offset, loc.span.len),
-        ))))
+        Some(Box::new(std::iter::once(
+            LabeledSpan::new_primary_with_span(Some(label), (loc.span.offset, loc.span.len)),
+        )))
     }
 }
 

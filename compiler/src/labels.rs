@@ -15,17 +15,29 @@ pub type Labels = BTreeMap<String, String>;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "PascalCase")]
 pub enum Requirement {
-    In { key: String, values: BTreeSet<String> },
-    NotIn { key: String, values: BTreeSet<String> },
-    Exists { key: String },
-    DoesNotExist { key: String },
+    In {
+        key: String,
+        values: BTreeSet<String>,
+    },
+    NotIn {
+        key: String,
+        values: BTreeSet<String>,
+    },
+    Exists {
+        key: String,
+    },
+    DoesNotExist {
+        key: String,
+    },
 }
 
 impl Requirement {
     pub fn matches(&self, labels: &Labels) -> bool {
         match self {
             Requirement::In { key, values } => labels.get(key).is_some_and(|v| values.contains(v)),
-            Requirement::NotIn { key, values } => labels.get(key).is_none_or(|v| !values.contains(v)),
+            Requirement::NotIn { key, values } => {
+                labels.get(key).is_none_or(|v| !values.contains(v))
+            }
             Requirement::Exists { key } => labels.contains_key(key),
             Requirement::DoesNotExist { key } => !labels.contains_key(key),
         }
@@ -112,7 +124,10 @@ fn check_name_part(s: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if s.len() > 63 {
-        return Err(format!("must be at most 63 characters (it has {})", s.len()));
+        return Err(format!(
+            "must be at most 63 characters (it has {})",
+            s.len()
+        ));
     }
     let alnum = |c: char| c.is_ascii_alphanumeric();
     if !s.starts_with(alnum) || !s.ends_with(alnum) {
@@ -122,7 +137,9 @@ fn check_name_part(s: &str) -> Result<(), String> {
         .chars()
         .find(|&c| !(alnum(c) || c == '-' || c == '_' || c == '.'))
     {
-        return Err(format!("contains `{c}`; only letters, digits, `-`, `_` and `.` are allowed"));
+        return Err(format!(
+            "contains `{c}`; only letters, digits, `-`, `_` and `.` are allowed"
+        ));
     }
     Ok(())
 }
@@ -151,15 +168,30 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn not_in_and_does_not_exist_match_missing_keys() {
         let l = labels(&[("app", "web")]);
         let values: BTreeSet<String> = ["x".to_string()].into();
-        assert!(Requirement::NotIn { key: "tier".into(), values: values.clone() }.matches(&l));
-        assert!(!Requirement::In { key: "tier".into(), values }.matches(&l));
+        assert!(
+            Requirement::NotIn {
+                key: "tier".into(),
+                values: values.clone()
+            }
+            .matches(&l)
+        );
+        assert!(
+            !Requirement::In {
+                key: "tier".into(),
+                values
+            }
+            .matches(&l)
+        );
         assert!(Requirement::DoesNotExist { key: "tier".into() }.matches(&l));
         assert!(Selector::everything().matches(&l));
     }

@@ -14,14 +14,14 @@
 //! written rule by rule from the Kubernetes documentation; a property test holds
 //! the compiled tables to it.
 
+pub mod compile;
 pub mod diag;
 pub mod labels;
 pub mod load;
 pub mod model;
 pub mod netpol;
-pub mod source;
-pub mod yaml;
-pub mod compile;
-pub mod table;
 pub mod probe;
 pub mod reference;
+pub mod source;
+pub mod table;
+pub mod yaml;

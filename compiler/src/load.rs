@@ -9,8 +9,8 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
 use k8s_openapi::api::networking::v1 as networking;
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::de::DeserializeOwned;
 
@@ -78,7 +78,10 @@ fn walk_dir(dir: &Path, found: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
             if !hidden {
                 walk_dir(&path, found, diags);
             }
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             found.push(path);
         }
     }
@@ -155,7 +158,11 @@ impl Loader<'_> {
         let api_version = obj.str_at(&["apiVersion".into()]);
         let kind = obj.str_at(&["kind".into()]);
         let (Some(api_version), Some(kind)) = (api_version, kind) else {
-            let missing = if api_version.is_none() { "apiVersion" } else { "kind" };
+            let missing = if api_version.is_none() {
+                "apiVersion"
+            } else {
+                "kind"
+            };
             self.diags.push(
                 Diagnostic::new(Code::MissingField, format!("the object has no `{missing}`"))
                     .with_help("every Kubernetes object starts with `apiVersion` and `kind`")
@@ -164,7 +171,9 @@ impl Loader<'_> {
             return;
         };
         match (api_version, kind) {
-            ("v1", "Namespace") => self.typed::<core::Namespace>(obj, |l, ns, o| l.namespace(ns, o)),
+            ("v1", "Namespace") => {
+                self.typed::<core::Namespace>(obj, |l, ns, o| l.namespace(ns, o))
+            }
             ("v1", "Pod") => self.typed::<core::Pod>(obj, |l, p, o| l.pod(p, o)),
             ("v1", "ServiceAccount") => self.typed::<core::ServiceAccount>(obj, |l, sa, o| {
                 l.identify("ServiceAccount", &sa.metadata, o);
@@ -174,19 +183,43 @@ impl Loader<'_> {
             }),
             ("apps/v1", "Deployment") => self.typed::<apps::Deployment>(obj, |l, d, o| {
                 let t = Some(&d.spec.template);
-                l.controller(WorkloadKind::Deployment, &d.metadata, t, o, &["spec", "template"]);
+                l.controller(
+                    WorkloadKind::Deployment,
+                    &d.metadata,
+                    t,
+                    o,
+                    &["spec", "template"],
+                );
             }),
             ("apps/v1", "StatefulSet") => self.typed::<apps::StatefulSet>(obj, |l, d, o| {
                 let t = Some(&d.spec.template);
-                l.controller(WorkloadKind::StatefulSet, &d.metadata, t, o, &["spec", "template"]);
+                l.controller(
+                    WorkloadKind::StatefulSet,
+                    &d.metadata,
+                    t,
+                    o,
+                    &["spec", "template"],
+                );
             }),
             ("apps/v1", "DaemonSet") => self.typed::<apps::DaemonSet>(obj, |l, d, o| {
                 let t = Some(&d.spec.template);
-                l.controller(WorkloadKind::DaemonSet, &d.metadata, t, o, &["spec", "template"]);
+                l.controller(
+                    WorkloadKind::DaemonSet,
+                    &d.metadata,
+                    t,
+                    o,
+                    &["spec", "template"],
+                );
             }),
             ("apps/v1", "ReplicaSet") => self.typed::<apps::ReplicaSet>(obj, |l, d, o| {
                 let t = d.spec.template.as_ref();
-                l.controller(WorkloadKind::ReplicaSet, &d.metadata, t, o, &["spec", "template"]);
+                l.controller(
+                    WorkloadKind::ReplicaSet,
+                    &d.metadata,
+                    t,
+                    o,
+                    &["spec", "template"],
+                );
             }),
             ("batch/v1", "Job") => self.typed::<batch::Job>(obj, |l, d, o| {
                 let t = d.spec.as_ref().map(|s| &s.template);
@@ -205,15 +238,21 @@ impl Loader<'_> {
             ("networking.k8s.io/v1", "NetworkPolicy") => {
                 self.typed::<networking::NetworkPolicy>(obj, |l, np, o| l.network_policy(np, o))
             }
-            _ => *self
-                .cluster
-                .skipped
-                .entry(format!("{api_version}/{kind}"))
-                .or_default() += 1,
+            _ => {
+                *self
+                    .cluster
+                    .skipped
+                    .entry(format!("{api_version}/{kind}"))
+                    .or_default() += 1
+            }
         }
     }
 
-    fn typed<T: DeserializeOwned>(&mut self, obj: &Object<'_>, then: impl FnOnce(&mut Self, T, &Object<'_>)) {
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        obj: &Object<'_>,
+        then: impl FnOnce(&mut Self, T, &Object<'_>),
+    ) {
         match obj.typed::<T>() {
             Ok(t) => then(self, t, obj),
             Err(d) => self.diags.push(d),
@@ -226,9 +265,15 @@ impl Loader<'_> {
         *self.cluster.read.entry(kind.to_owned()).or_default() += 1;
         let Some(name) = meta.name.clone().filter(|n| !n.is_empty()) else {
             self.diags.push(
-                Diagnostic::new(Code::MissingField, format!("the {kind} has no `metadata.name`"))
-                    .with_help("give the object a name")
-                    .at(obj.file(), obj.locate_key(&["metadata".into(), "name".into()])),
+                Diagnostic::new(
+                    Code::MissingField,
+                    format!("the {kind} has no `metadata.name`"),
+                )
+                .with_help("give the object a name")
+                .at(
+                    obj.file(),
+                    obj.locate_key(&["metadata".into(), "name".into()]),
+                ),
             );
             return None;
         };
@@ -243,8 +288,14 @@ impl Loader<'_> {
         let here = Locate::locate(obj, &["metadata".into(), "name".into()]);
         let key = (kind.to_owned(), namespace.clone(), name.clone());
         if let Some(first) = self.seen.get(&key) {
-            let at = first.as_ref().map(|l| format!(" (first defined at {})", l.display()));
-            let what = if namespace.is_empty() { name } else { format!("{namespace}/{name}") };
+            let at = first
+                .as_ref()
+                .map(|l| format!(" (first defined at {})", l.display()));
+            let what = if namespace.is_empty() {
+                name
+            } else {
+                format!("{namespace}/{name}")
+            };
             self.diags.push(
                 Diagnostic::new(Code::DuplicateObject, format!("duplicate {kind} `{what}`"))
                     .with_help(format!(
@@ -266,10 +317,18 @@ impl Loader<'_> {
         Some(namespace)
     }
 
-    fn check_labels(&mut self, labels: Option<&Labels>, obj: &Object<'_>, at: &[&'static str]) -> bool {
+    fn check_labels(
+        &mut self,
+        labels: Option<&Labels>,
+        obj: &Object<'_>,
+        at: &[&'static str],
+    ) -> bool {
         let mut ok = true;
         let base: Vec<Seg> = at.iter().map(|s| Seg::Key(s)).collect();
-        let mut c = Collector { at: obj, diags: &mut self.diags.0 };
+        let mut c = Collector {
+            at: obj,
+            diags: &mut self.diags.0,
+        };
         for (k, v) in labels.into_iter().flatten() {
             let mut p = base.clone();
             p.push(Seg::Owned(k.clone()));
@@ -308,9 +367,17 @@ impl Loader<'_> {
             obj,
         );
         if let Some(status) = &pod.status {
-            let mut ips: Vec<&str> = status.pod_ips.iter().flatten().map(|p| p.ip.as_str()).collect();
+            let mut ips: Vec<&str> = status
+                .pod_ips
+                .iter()
+                .flatten()
+                .map(|p| p.ip.as_str())
+                .collect();
             ips.extend(status.pod_ip.as_deref());
-            w.ips = ips.iter().filter_map(|s| s.parse::<IpAddr>().ok()).collect();
+            w.ips = ips
+                .iter()
+                .filter_map(|s| s.parse::<IpAddr>().ok())
+                .collect();
             w.ips.sort();
             w.ips.dedup();
         }
@@ -331,7 +398,9 @@ impl Loader<'_> {
         };
         let mut labels_path = template_path.to_vec();
         labels_path.extend(["metadata", "labels"]);
-        let labels = template.and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone());
+        let labels = template
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone());
         if !self.check_labels(labels.as_ref(), obj, &labels_path) {
             return;
         }
@@ -376,7 +445,10 @@ impl Loader<'_> {
         let mut parent: HashMap<(String, String, String), (String, String)> = HashMap::new();
         for (w, owners) in self.controllers.drain(..) {
             if let Some(o) = owner_of(&w, &owners) {
-                parent.insert((format!("{:?}", w.kind), w.namespace.clone(), w.name.clone()), o);
+                parent.insert(
+                    (format!("{:?}", w.kind), w.namespace.clone(), w.name.clone()),
+                    o,
+                );
                 owned.push((w, owners));
             } else {
                 workloads.push(w);
@@ -389,9 +461,12 @@ impl Loader<'_> {
                 workloads.push(w);
             }
         }
-        workloads.sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
+        workloads
+            .sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
         for (i, w) in workloads.iter().enumerate() {
-            by_name.entry((w.namespace.clone(), w.name.clone())).or_insert(i);
+            by_name
+                .entry((w.namespace.clone(), w.name.clone()))
+                .or_insert(i);
         }
         for (w, owners) in owned {
             // Follow the owner chain up to a top-level workload.
@@ -424,7 +499,12 @@ impl Loader<'_> {
                 self.diags.push(
                     Diagnostic::new(
                         Code::DuplicateObject,
-                        format!("two workloads are named `{}`: a {:?} and a {:?}", w.id(), prev.kind, w.kind),
+                        format!(
+                            "two workloads are named `{}`: a {:?} and a {:?}",
+                            w.id(),
+                            prev.kind,
+                            w.kind
+                        ),
                     )
                     .with_help("probes name workloads by namespace/name; rename one of them")
                     .at_location(w.location.clone()),
@@ -454,7 +534,11 @@ fn workload(
 ) -> Workload {
     #[allow(deprecated)]
     let service_account = spec
-        .and_then(|s| s.service_account_name.clone().or_else(|| s.service_account.clone()))
+        .and_then(|s| {
+            s.service_account_name
+                .clone()
+                .or_else(|| s.service_account.clone())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "default".to_owned());
     let mut ports = Vec::new();
@@ -466,7 +550,11 @@ fn workload(
             .filter(|c| c.restart_policy.as_deref() == Some("Always"));
         for c in spec.containers.iter().chain(sidecars) {
             for p in c.ports.iter().flatten() {
-                let protocol = p.protocol.as_deref().and_then(Protocol::parse).unwrap_or(Protocol::Tcp);
+                let protocol = p
+                    .protocol
+                    .as_deref()
+                    .and_then(Protocol::parse)
+                    .unwrap_or(Protocol::Tcp);
                 if let Ok(port) = u16::try_from(p.container_port)
                     && port > 0
                 {
@@ -495,7 +583,10 @@ fn workload(
 }
 
 /// Load everything from paths: the one call the CLI makes.
-pub fn load_paths(paths: &[PathBuf], options: &LoadOptions) -> (Cluster, Vec<SourceFile>, Diagnostics) {
+pub fn load_paths(
+    paths: &[PathBuf],
+    options: &LoadOptions,
+) -> (Cluster, Vec<SourceFile>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let files = read_inputs(paths, &mut diags);
     let cluster = load(&files, options, &mut diags);

@@ -195,7 +195,10 @@ pub enum Peer {
         namespaces: Option<Selector>,
         pods: Selector,
     },
-    IpBlock { cidr: IpNet, except: Vec<IpNet> },
+    IpBlock {
+        cidr: IpNet,
+        except: Vec<IpNet>,
+    },
 }
 
 /// What a port entry of a rule matches.
@@ -205,7 +208,11 @@ pub enum PortSpec {
     /// Every port of the protocol (`port` omitted).
     AnyPort(Protocol),
     /// `port` to `endPort` inclusive (`start == end` for a single port).
-    Range { protocol: Protocol, start: u16, end: u16 },
+    Range {
+        protocol: Protocol,
+        start: u16,
+        end: u16,
+    },
     /// A named port, resolved against the destination pod's container ports.
     Named { protocol: Protocol, name: String },
 }

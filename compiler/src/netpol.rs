@@ -17,8 +17,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::diag::{Code, Diagnostic};
 use crate::labels::{self, Requirement, Selector};
 use crate::model::{NetworkPolicy, Peer, PortSpec, Protocol, Rule};
-use crate::yaml::Seg;
 use crate::source::Location;
+use crate::yaml::Seg;
 
 /// Maps a path in an object to a location in its file.
 pub trait Locate {
@@ -113,7 +113,13 @@ pub fn lower(
         .enumerate()
         .map(|(i, r)| {
             let base = path(&spec_path, [Seg::Key("ingress"), Seg::Index(i)]);
-            rule(&mut cx, r.from.as_deref(), r.ports.as_deref(), &base, "from")
+            rule(
+                &mut cx,
+                r.from.as_deref(),
+                r.ports.as_deref(),
+                &base,
+                "from",
+            )
         })
         .collect();
     let egress = spec.egress.unwrap_or_default();
@@ -189,10 +195,15 @@ fn peer(cx: &mut Ctx<'_>, p: &k8s::NetworkPolicyPeer, at: &[Seg]) -> Option<Peer
         }
         (Some(block), false) => ip_block(cx, block, &path(at, [Seg::Key("ipBlock")])),
         (None, true) => {
-            let namespaces = p.namespace_selector.as_ref().map(|s| {
-                selector(cx, Some(s), &path(at, [Seg::Key("namespaceSelector")]))
-            });
-            let pods = selector(cx, p.pod_selector.as_ref(), &path(at, [Seg::Key("podSelector")]));
+            let namespaces = p
+                .namespace_selector
+                .as_ref()
+                .map(|s| selector(cx, Some(s), &path(at, [Seg::Key("namespaceSelector")])));
+            let pods = selector(
+                cx,
+                p.pod_selector.as_ref(),
+                &path(at, [Seg::Key("podSelector")]),
+            );
             Some(Peer::Pods { namespaces, pods })
         }
     }
@@ -215,7 +226,9 @@ fn ip_block(cx: &mut Ctx<'_>, b: &k8s::IPBlock, at: &[Seg]) -> Option<Peer> {
     for (i, e) in b.except.iter().flatten().enumerate() {
         let e_path = path(at, [Seg::Key("except"), Seg::Index(i)]);
         match parse_cidr(cx, e, &e_path) {
-            Some(net) if cidr.contains(&net) && net.prefix_len() > cidr.prefix_len() => except.push(net),
+            Some(net) if cidr.contains(&net) && net.prefix_len() > cidr.prefix_len() => {
+                except.push(net)
+            }
             Some(net) => {
                 ok = false;
                 cx.error(
@@ -347,7 +360,10 @@ pub fn check_port_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 15 {
         return Err("must be 1 to 15 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         return Err("may contain only lowercase letters, digits and `-`");
     }
     if !name.chars().any(|c| c.is_ascii_lowercase()) {
@@ -361,7 +377,11 @@ pub fn check_port_name(name: &str) -> Result<(), &'static str> {
 
 /// Lower a label selector, reporting invalid syntax. `None` (the field is
 /// omitted) selects everything, as `{}` does.
-pub(crate) fn selector(cx_: &mut dyn SelectorErrors, s: Option<&LabelSelector>, at: &[Seg]) -> Selector {
+pub(crate) fn selector(
+    cx_: &mut dyn SelectorErrors,
+    s: Option<&LabelSelector>,
+    at: &[Seg],
+) -> Selector {
     let mut requirements = Vec::new();
     let Some(s) = s else {
         return Selector::everything();
@@ -381,7 +401,12 @@ pub(crate) fn selector(cx_: &mut dyn SelectorErrors, s: Option<&LabelSelector>, 
         let key_ok = check_label(cx_, &e.key, None, &path(&e_path, [Seg::Key("key")]));
         let mut values_ok = true;
         for (j, v) in values.iter().enumerate() {
-            values_ok &= check_label(cx_, &e.key, Some(v), &path(&e_path, [Seg::Key("values"), Seg::Index(j)]));
+            values_ok &= check_label(
+                cx_,
+                &e.key,
+                Some(v),
+                &path(&e_path, [Seg::Key("values"), Seg::Index(j)]),
+            );
         }
         let req = match e.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => {
@@ -400,8 +425,14 @@ pub(crate) fn selector(cx_: &mut dyn SelectorErrors, s: Option<&LabelSelector>, 
                 );
                 None
             }
-            "In" => Some(Requirement::In { key: e.key.clone(), values: values.into_iter().collect() }),
-            "NotIn" => Some(Requirement::NotIn { key: e.key.clone(), values: values.into_iter().collect() }),
+            "In" => Some(Requirement::In {
+                key: e.key.clone(),
+                values: values.into_iter().collect(),
+            }),
+            "NotIn" => Some(Requirement::NotIn {
+                key: e.key.clone(),
+                values: values.into_iter().collect(),
+            }),
             "Exists" => Some(Requirement::Exists { key: e.key.clone() }),
             "DoesNotExist" => Some(Requirement::DoesNotExist { key: e.key.clone() }),
             other => {
@@ -424,7 +455,12 @@ pub(crate) fn selector(cx_: &mut dyn SelectorErrors, s: Option<&LabelSelector>, 
 
 /// Validate a label key (and value, when given); report and return false when
 /// invalid.
-pub(crate) fn check_label(cx: &mut dyn SelectorErrors, key: &str, value: Option<&str>, at: &[Seg]) -> bool {
+pub(crate) fn check_label(
+    cx: &mut dyn SelectorErrors,
+    key: &str,
+    value: Option<&str>,
+    at: &[Seg],
+) -> bool {
     if let Err(why) = labels::check_key(key) {
         cx.label_error(at, format!("invalid label key `{key}`: {why}"));
         return false;
@@ -475,7 +511,10 @@ impl SelectorErrors for Collector<'_> {
     }
 
     fn label_error(&mut self, at: &[Seg], message: String) {
-        let mut cx = Ctx { at: self.at, diags: Vec::new() };
+        let mut cx = Ctx {
+            at: self.at,
+            diags: Vec::new(),
+        };
         cx.label_error(at, message);
         self.diags.extend(cx.diags);
     }

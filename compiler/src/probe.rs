@@ -118,7 +118,8 @@ pub fn read_probe_file(file: &SourceFile, tables: &Tables) -> Result<Vec<Probe>,
                 },
                 Err(mut d) => {
                     d.code = Code::InvalidProbe;
-                    d.help = Some("a probe has `from`, `to`, `port` and optionally `protocol`".into());
+                    d.help =
+                        Some("a probe has `from`, `to`, `port` and optionally `protocol`".into());
                     diags.push(d);
                 }
             }
@@ -130,7 +131,11 @@ pub fn read_probe_file(file: &SourceFile, tables: &Tables) -> Result<Vec<Probe>,
                 .with_help("write a list of probes"),
         );
     }
-    if diags.is_empty() { Ok(probes) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(probes)
+    } else {
+        Err(diags)
+    }
 }
 
 /// Resolve one probe; `at` locates a field of it for diagnostics.
@@ -142,15 +147,24 @@ pub fn resolve(
     let from = endpoint(&spec.from, tables).map_err(|d| d.at_location(at("from")))?;
     let to = endpoint(&spec.to, tables).map_err(|d| d.at_location(at("to")))?;
     if matches!((from, to), (Endpoint::Ip(_), Endpoint::Ip(_))) {
-        return Err(Diagnostic::new(Code::InvalidProbe, "a probe needs a workload at one end at least")
-            .with_help("`ip:` addresses are outside the inventory; no policy selects them")
-            .at_location(at("to")));
+        return Err(Diagnostic::new(
+            Code::InvalidProbe,
+            "a probe needs a workload at one end at least",
+        )
+        .with_help("`ip:` addresses are outside the inventory; no policy selects them")
+        .at_location(at("to")));
     }
-    let port = u16::try_from(spec.port).ok().filter(|&p| p > 0).ok_or_else(|| {
-        Diagnostic::new(Code::InvalidProbe, format!("port {} is out of range", spec.port))
+    let port = u16::try_from(spec.port)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| {
+            Diagnostic::new(
+                Code::InvalidProbe,
+                format!("port {} is out of range", spec.port),
+            )
             .with_help("a port is a number from 1 to 65535")
             .at_location(at("port"))
-    })?;
+        })?;
     let protocol = match spec.protocol.as_deref() {
         None => Protocol::Tcp,
         Some(p) => Protocol::parse(&p.to_ascii_uppercase()).ok_or_else(|| {
@@ -178,28 +192,40 @@ pub fn endpoint(name: &str, tables: &Tables) -> Result<Endpoint, Diagnostic> {
         });
     }
     let Some((ns, wl)) = name.split_once('/') else {
-        return Err(Diagnostic::new(Code::InvalidProbe, format!("`{name}` is not `namespace/name`"))
-            .with_help("name a workload as `namespace/name`, or an address as `ip:ADDRESS`"));
+        return Err(Diagnostic::new(
+            Code::InvalidProbe,
+            format!("`{name}` is not `namespace/name`"),
+        )
+        .with_help("name a workload as `namespace/name`, or an address as `ip:ADDRESS`"));
     };
-    tables.workload_index(ns, wl).map(Endpoint::Workload).ok_or_else(|| {
-        let mut near: Vec<(f64, String)> = tables
-            .workloads
-            .iter()
-            .map(|w| {
-                let id = format!("{}/{}", w.namespace, w.name);
-                (strsim::jaro_winkler(name, &id), id)
-            })
-            .filter(|(s, _)| *s > 0.7)
-            .collect();
-        near.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let help = if near.is_empty() {
-            "workloads are Pods and the pod templates of controllers, named `namespace/name`".to_owned()
-        } else {
-            let names: Vec<String> = near.iter().take(3).map(|(_, n)| format!("`{n}`")).collect();
-            format!("did you mean {}?", names.join(" or "))
-        };
-        Diagnostic::new(Code::UnknownWorkload, format!("no workload `{name}` in the cluster")).with_help(help)
-    })
+    tables
+        .workload_index(ns, wl)
+        .map(Endpoint::Workload)
+        .ok_or_else(|| {
+            let mut near: Vec<(f64, String)> = tables
+                .workloads
+                .iter()
+                .map(|w| {
+                    let id = format!("{}/{}", w.namespace, w.name);
+                    (strsim::jaro_winkler(name, &id), id)
+                })
+                .filter(|(s, _)| *s > 0.7)
+                .collect();
+            near.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let help = if near.is_empty() {
+                "workloads are Pods and the pod templates of controllers, named `namespace/name`"
+                    .to_owned()
+            } else {
+                let names: Vec<String> =
+                    near.iter().take(3).map(|(_, n)| format!("`{n}`")).collect();
+                format!("did you mean {}?", names.join(" or "))
+            };
+            Diagnostic::new(
+                Code::UnknownWorkload,
+                format!("no workload `{name}` in the cluster"),
+            )
+            .with_help(help)
+        })
 }
 
 /// Decide a probe from the tables.
@@ -228,7 +254,12 @@ pub fn answer(tables: &Tables, p: &Probe) -> Answer {
     }
 }
 
-fn decided_by_entries(tables: &Tables, direction: Direction, verdict: &Verdict, remote: Endpoint) -> Vec<DecidedBy> {
+fn decided_by_entries(
+    tables: &Tables,
+    direction: Direction,
+    verdict: &Verdict,
+    remote: Endpoint,
+) -> Vec<DecidedBy> {
     let entry = |policy: u32, rule: String, effect: &str| {
         let pol = &tables.policies[policy as usize];
         DecidedBy {
@@ -250,7 +281,11 @@ fn decided_by_entries(tables: &Tables, direction: Direction, verdict: &Verdict, 
                 } else {
                     "allows"
                 };
-                entry(rule.policy, format!("{}[{}]", direction.as_str(), rule.index), effect)
+                entry(
+                    rule.policy,
+                    format!("{}[{}]", direction.as_str(), rule.index),
+                    effect,
+                )
             })
             .collect(),
         Verdict::Denied(policies) => policies
@@ -266,7 +301,13 @@ fn decided_by_entries(tables: &Tables, direction: Direction, verdict: &Verdict, 
                 } else {
                     rules
                         .iter()
-                        .map(|r| entry(pid, format!("{}[{}]", direction.as_str(), r.index), "no rule admits"))
+                        .map(|r| {
+                            entry(
+                                pid,
+                                format!("{}[{}]", direction.as_str(), r.index),
+                                "no rule admits",
+                            )
+                        })
                         .collect()
                 }
             })

@@ -79,11 +79,29 @@ fn direction_allows(
         isolated = true;
         let admitted = if direction == "Ingress" {
             spec.ingress.iter().flatten().any(|r| {
-                rule_admits(world, ns, r.from.as_deref(), r.ports.as_deref(), remote, destination, protocol, port)
+                rule_admits(
+                    world,
+                    ns,
+                    r.from.as_deref(),
+                    r.ports.as_deref(),
+                    remote,
+                    destination,
+                    protocol,
+                    port,
+                )
             })
         } else {
             spec.egress.iter().flatten().any(|r| {
-                rule_admits(world, ns, r.to.as_deref(), r.ports.as_deref(), remote, destination, protocol, port)
+                rule_admits(
+                    world,
+                    ns,
+                    r.to.as_deref(),
+                    r.ports.as_deref(),
+                    remote,
+                    destination,
+                    protocol,
+                    port,
+                )
             })
         };
         if admitted {
@@ -124,17 +142,26 @@ fn rule_admits(
     // "If this field is empty or missing, this rule matches all sources."
     let peer_ok = match peers {
         None | Some([]) => true,
-        Some(list) => list.iter().any(|p| peer_matches(world, policy_ns, p, remote)),
+        Some(list) => list
+            .iter()
+            .any(|p| peer_matches(world, policy_ns, p, remote)),
     };
     // "If this field is empty or missing, this rule matches all ports."
     let port_ok = match ports {
         None | Some([]) => true,
-        Some(list) => list.iter().any(|p| port_matches(p, destination, protocol, port)),
+        Some(list) => list
+            .iter()
+            .any(|p| port_matches(p, destination, protocol, port)),
     };
     peer_ok && port_ok
 }
 
-fn peer_matches(world: World<'_>, policy_ns: &str, peer: &NetworkPolicyPeer, remote: End<'_>) -> bool {
+fn peer_matches(
+    world: World<'_>,
+    policy_ns: &str,
+    peer: &NetworkPolicyPeer,
+    remote: End<'_>,
+) -> bool {
     if let Some(block) = &peer.ip_block {
         let cidr: ipnet::IpNet = match block.cidr.parse() {
             Ok(c) => c,
@@ -188,7 +215,9 @@ fn port_matches(p: &NetworkPolicyPort, destination: End<'_>, protocol: &str, por
         Some(IntOrString::String(name)) => match destination {
             End::Ip(_) => false,
             End::Pod(pod) => pod.ports.iter().any(|cp| {
-                cp.name.as_deref() == Some(name.as_str()) && cp.port == port && cp.protocol.as_str() == protocol
+                cp.name.as_deref() == Some(name.as_str())
+                    && cp.port == port
+                    && cp.protocol.as_str() == protocol
             }),
         },
     }

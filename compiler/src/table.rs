@@ -162,7 +162,9 @@ impl ClassSet {
 
     pub fn iter(&self) -> impl Iterator<Item = ClassId> + '_ {
         self.words.iter().enumerate().flat_map(|(i, &w)| {
-            (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| (i * 64 + b) as ClassId)
+            (0..64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| (i * 64 + b) as ClassId)
         })
     }
 }
@@ -268,13 +270,21 @@ impl Tables {
             if r.policy as usize >= self.policies.len() {
                 return bad("a rule names a policy that does not exist");
             }
-            if r.peers.classes.iter().chain(r.peers.ip_classes.iter()).any(|c| c as usize >= n) {
+            if r.peers
+                .classes
+                .iter()
+                .chain(r.peers.ip_classes.iter())
+                .any(|c| c as usize >= n)
+            {
                 return bad("a rule names a class that does not exist");
             }
         }
         for iso in self.ingress.iter().chain(&self.egress) {
             if iso.rules.iter().any(|&r| r as usize >= self.rules.len())
-                || iso.policies.iter().any(|&p| p as usize >= self.policies.len())
+                || iso
+                    .policies
+                    .iter()
+                    .any(|&p| p as usize >= self.policies.len())
             {
                 return bad("an isolation entry names a rule or policy that does not exist");
             }
@@ -306,33 +316,59 @@ impl Tables {
             Endpoint::Ip(_) => true,
             Endpoint::Workload(w) => {
                 let c = self.workloads[w as usize].class;
-                self.side_allows(&self.egress[c as usize], self.remote(to), dst_class, protocol, port)
+                self.side_allows(
+                    &self.egress[c as usize],
+                    self.remote(to),
+                    dst_class,
+                    protocol,
+                    port,
+                )
             }
         };
         egress_ok
             && match (to, dst_class) {
-                (Endpoint::Workload(_), Some(c)) => {
-                    self.side_allows(&self.ingress[c as usize], self.remote(from), Some(c), protocol, port)
-                }
+                (Endpoint::Workload(_), Some(c)) => self.side_allows(
+                    &self.ingress[c as usize],
+                    self.remote(from),
+                    Some(c),
+                    protocol,
+                    port,
+                ),
                 _ => true,
             }
     }
 
     /// The decision and the rules or policies that made it.
-    pub fn explain(&self, from: Endpoint, to: Endpoint, protocol: Protocol, port: u16) -> Explanation {
+    pub fn explain(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        protocol: Protocol,
+        port: u16,
+    ) -> Explanation {
         let self_traffic = self.is_self(from, to);
         let dst_class = self.class_of(to);
         let egress = match from {
             Endpoint::Ip(_) => Verdict::NotApplicable,
             Endpoint::Workload(w) => {
                 let c = self.workloads[w as usize].class;
-                self.verdict(&self.egress[c as usize], self.remote(to), dst_class, protocol, port)
+                self.verdict(
+                    &self.egress[c as usize],
+                    self.remote(to),
+                    dst_class,
+                    protocol,
+                    port,
+                )
             }
         };
         let ingress = match (to, dst_class) {
-            (Endpoint::Workload(_), Some(c)) => {
-                self.verdict(&self.ingress[c as usize], self.remote(from), Some(c), protocol, port)
-            }
+            (Endpoint::Workload(_), Some(c)) => self.verdict(
+                &self.ingress[c as usize],
+                self.remote(from),
+                Some(c),
+                protocol,
+                port,
+            ),
             _ => Verdict::NotApplicable,
         };
         Explanation {
@@ -366,7 +402,14 @@ impl Tables {
         }
     }
 
-    fn side_allows(&self, iso: &Isolation, remote: Remote, dst: Option<ClassId>, proto: Protocol, port: u16) -> bool {
+    fn side_allows(
+        &self,
+        iso: &Isolation,
+        remote: Remote,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> bool {
         !iso.isolated()
             || iso
                 .rules
@@ -374,7 +417,14 @@ impl Tables {
                 .any(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port))
     }
 
-    fn verdict(&self, iso: &Isolation, remote: Remote, dst: Option<ClassId>, proto: Protocol, port: u16) -> Verdict {
+    fn verdict(
+        &self,
+        iso: &Isolation,
+        remote: Remote,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> Verdict {
         if !iso.isolated() {
             return Verdict::NotIsolated;
         }
@@ -391,10 +441,19 @@ impl Tables {
         }
     }
 
-    fn rule_admits(&self, rule: &TableRule, remote: Remote, dst: Option<ClassId>, proto: Protocol, port: u16) -> bool {
+    fn rule_admits(
+        &self,
+        rule: &TableRule,
+        remote: Remote,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> bool {
         let peer_ok = rule.peers.all
             || match remote {
-                Remote::Class(c) => rule.peers.classes.contains(c) || rule.peers.ip_classes.contains(c),
+                Remote::Class(c) => {
+                    rule.peers.classes.contains(c) || rule.peers.ip_classes.contains(c)
+                }
                 Remote::Ip(ip) => rule.peers.ip_blocks.iter().any(|b| b.contains(ip)),
             };
         peer_ok
@@ -404,15 +463,27 @@ impl Tables {
             }
     }
 
-    fn port_matches(&self, spec: &PortSpec, dst: Option<ClassId>, proto: Protocol, port: u16) -> bool {
+    fn port_matches(
+        &self,
+        spec: &PortSpec,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> bool {
         match spec {
             PortSpec::AnyPort(p) => *p == proto,
-            PortSpec::Range { protocol, start, end } => *protocol == proto && (*start..=*end).contains(&port),
+            PortSpec::Range {
+                protocol,
+                start,
+                end,
+            } => *protocol == proto && (*start..=*end).contains(&port),
             PortSpec::Named { protocol, name } => {
                 *protocol == proto
                     && dst.is_some_and(|c| {
                         self.classes[c as usize].ports.iter().any(|cp| {
-                            cp.port == port && cp.protocol == proto && cp.name.as_deref() == Some(name)
+                            cp.port == port
+                                && cp.protocol == proto
+                                && cp.name.as_deref() == Some(name)
                         })
                     })
             }
@@ -537,7 +608,13 @@ impl std::fmt::Display for PortSet {
             }
             let parts: Vec<String> = v
                 .iter()
-                .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .map(|(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
                 .collect();
             write!(f, "{proto} {}", parts.join(","))?;
         }

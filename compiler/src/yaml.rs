@@ -78,7 +78,9 @@ pub fn documents<'f>(file: &'f SourceFile, diags: &mut Vec<Diagnostic>) -> Vec<D
                 let offset = file.offset(m.line() + line_offset, m.col());
                 diags.push(
                     Diagnostic::new(Code::YamlSyntax, format!("invalid YAML: {}", e.info()))
-                        .with_help("fix the YAML syntax; the other documents of the file are still read")
+                        .with_help(
+                            "fix the YAML syntax; the other documents of the file are still read",
+                        )
                         .at(file, Span::new(offset, 0)),
                 );
                 continue;
@@ -104,18 +106,16 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut start_line = 0;
-    let mut line_no = 0;
     let mut pos = 0;
-    for line in text.split_inclusive('\n') {
-        let is_marker = line.starts_with("---")
-            && line[3..].chars().next().is_none_or(|c| c.is_whitespace());
+    for (line_no, line) in text.split_inclusive('\n').enumerate() {
+        let is_marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(|c| c.is_whitespace());
         if is_marker && pos > start {
             docs.push((start_line, &text[start..pos]));
             start = pos;
             start_line = line_no;
         }
         pos += line.len();
-        line_no += 1;
     }
     if pos > start || docs.is_empty() {
         docs.push((start_line, &text[start..]));
@@ -138,10 +138,7 @@ impl<'f> Document<'f> {
             && let Some(items) = root.node_at(&["items".into()])
             && let YamlData::Sequence(seq) = &items.data
         {
-            return seq
-                .iter()
-                .map(|node| Object { doc: self, node })
-                .collect();
+            return seq.iter().map(|node| Object { doc: self, node }).collect();
         }
         vec![root]
     }
@@ -149,7 +146,9 @@ impl<'f> Document<'f> {
     /// The items of a document whose root is a sequence (a probe file).
     pub fn sequence_items(&self) -> Option<Vec<Object<'_>>> {
         match &self.root.data {
-            YamlData::Sequence(seq) => Some(seq.iter().map(|node| Object { doc: self, node }).collect()),
+            YamlData::Sequence(seq) => {
+                Some(seq.iter().map(|node| Object { doc: self, node }).collect())
+            }
             _ => None,
         }
     }
@@ -227,32 +226,34 @@ impl<'d> Object<'d> {
     /// Deserialize the object into a typed resource with serde-saphyr.
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
         let (view, view_line_offset) = self.view();
-        serde_saphyr::from_str_with_options::<T>(&view, serde_saphyr::Options::default()).map_err(|e| {
-            let missing = plain_message(&e).starts_with("missing field");
-            let (span, message) = match e.location() {
-                // A missing field is a fault of the whole mapping: point at it.
-                _ if missing => (self.span(), plain_message(&e)),
-                Some(loc) if loc.line() > 0 => {
-                    let line = loc.line() as usize + view_line_offset;
-                    let col = (loc.column() as usize).saturating_sub(1);
-                    let offset = self.doc.file.offset(line, col);
-                    let len = loc.span().byte_len().unwrap_or(1).max(1) as usize;
-                    let len = len.min(self.doc.file.text().len() - offset);
-                    (Span::new(offset, len), plain_message(&e))
-                }
-                _ => (self.span(), plain_message(&e)),
-            };
-            let help = if message.contains("duplicate") {
-                "remove the repeated key: YAML keys must be unique within a mapping"
-            } else if message.contains("missing field") {
-                "add the required field"
-            } else {
-                "give the field the type the Kubernetes API expects"
-            };
-            Diagnostic::new(Code::WrongType, message)
-                .with_help(help)
-                .at(self.doc.file, span)
-        })
+        serde_saphyr::from_str_with_options::<T>(&view, serde_saphyr::Options::default()).map_err(
+            |e| {
+                let missing = plain_message(&e).starts_with("missing field");
+                let (span, message) = match e.location() {
+                    // A missing field is a fault of the whole mapping: point at it.
+                    _ if missing => (self.span(), plain_message(&e)),
+                    Some(loc) if loc.line() > 0 => {
+                        let line = loc.line() as usize + view_line_offset;
+                        let col = (loc.column() as usize).saturating_sub(1);
+                        let offset = self.doc.file.offset(line, col);
+                        let len = loc.span().byte_len().unwrap_or(1).max(1) as usize;
+                        let len = len.min(self.doc.file.text().len() - offset);
+                        (Span::new(offset, len), plain_message(&e))
+                    }
+                    _ => (self.span(), plain_message(&e)),
+                };
+                let help = if message.contains("duplicate") {
+                    "remove the repeated key: YAML keys must be unique within a mapping"
+                } else if message.contains("missing field") {
+                    "add the required field"
+                } else {
+                    "give the field the type the Kubernetes API expects"
+                };
+                Diagnostic::new(Code::WrongType, message)
+                    .with_help(help)
+                    .at(self.doc.file, span)
+            },
+        )
     }
 
     /// The object's text alone, with every column kept where it was: the lines

@@ -14,7 +14,9 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 
@@ -40,7 +42,8 @@ fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
 
 fn ns_labels() -> impl Strategy<Value = BTreeMap<String, String>> {
     prop::option::of(prop::sample::select(vec!["dev", "prod"])).prop_map(|env| {
-        env.map(|e| [("env".to_owned(), e.to_owned())].into()).unwrap_or_default()
+        env.map(|e| [("env".to_owned(), e.to_owned())].into())
+            .unwrap_or_default()
     })
 }
 
@@ -55,7 +58,11 @@ fn container_ports() -> impl Strategy<Value = Vec<ContainerPort>> {
     prop::sample::subsequence(all, 0..=3).prop_map(|v| {
         let mut ports: Vec<ContainerPort> = v
             .into_iter()
-            .map(|(n, protocol, port)| ContainerPort { name: n.map(str::to_owned), protocol, port })
+            .map(|(n, protocol, port)| ContainerPort {
+                name: n.map(str::to_owned),
+                protocol,
+                port,
+            })
             .collect();
         // a pod cannot declare one name twice
         ports.dedup_by(|a, b| a.name.is_some() && a.name == b.name);
@@ -63,8 +70,22 @@ fn container_ports() -> impl Strategy<Value = Vec<ContainerPort>> {
     })
 }
 
-fn workload() -> impl Strategy<Value = (usize, BTreeMap<String, String>, Vec<ContainerPort>, Option<usize>, bool)> {
-    (0..NAMESPACES.len(), labels(), container_ports(), prop::option::of(0..IPS.len() - 1), any::<bool>())
+fn workload() -> impl Strategy<
+    Value = (
+        usize,
+        BTreeMap<String, String>,
+        Vec<ContainerPort>,
+        Option<usize>,
+        bool,
+    ),
+> {
+    (
+        0..NAMESPACES.len(),
+        labels(),
+        container_ports(),
+        prop::option::of(0..IPS.len() - 1),
+        any::<bool>(),
+    )
 }
 
 fn selector() -> impl Strategy<Value = LabelSelector> {
@@ -76,10 +97,14 @@ fn selector() -> impl Strategy<Value = LabelSelector> {
         .prop_map(|(key, op, values)| LabelSelectorRequirement {
             key: key.to_owned(),
             operator: op.to_owned(),
-            values: matches!(op, "In" | "NotIn").then(|| values.iter().map(|s| s.to_string()).collect()),
+            values: matches!(op, "In" | "NotIn")
+                .then(|| values.iter().map(|s| s.to_string()).collect()),
         });
     (
-        prop::option::of((prop::sample::select(vec!["app", "tier", "env"]), prop::sample::select(vec!["web", "db", "be", "prod"]))),
+        prop::option::of((
+            prop::sample::select(vec!["app", "tier", "env"]),
+            prop::sample::select(vec!["web", "db", "be", "prod"]),
+        )),
         prop::collection::vec(req, 0..=1),
     )
         .prop_map(|(ml, exprs)| LabelSelector {
@@ -95,7 +120,10 @@ fn peer() -> impl Strategy<Value = NetworkPolicyPeer> {
             pod_selector: Some(pod),
             ip_block: None,
         }),
-        selector().prop_map(|ns| NetworkPolicyPeer { namespace_selector: Some(ns), ..Default::default() }),
+        selector().prop_map(|ns| NetworkPolicyPeer {
+            namespace_selector: Some(ns),
+            ..Default::default()
+        }),
         prop::sample::select(vec![
             ("10.0.0.0/24", vec!["10.0.0.4/30"]),
             ("10.0.0.1/32", vec![]),
@@ -105,7 +133,8 @@ fn peer() -> impl Strategy<Value = NetworkPolicyPeer> {
         .prop_map(|(cidr, except)| NetworkPolicyPeer {
             ip_block: Some(IPBlock {
                 cidr: cidr.to_owned(),
-                except: (!except.is_empty()).then(|| except.iter().map(|s| s.to_string()).collect()),
+                except: (!except.is_empty())
+                    .then(|| except.iter().map(|s| s.to_string()).collect()),
             }),
             ..Default::default()
         }),
@@ -117,9 +146,13 @@ fn np_port() -> impl Strategy<Value = NetworkPolicyPort> {
         prop::option::of(prop::sample::select(vec!["TCP", "UDP", "SCTP"])),
         prop_oneof![
             Just((None, None)),
-            (prop::sample::select(vec![53, 80, 81]), prop::option::of(0..3i32))
+            (
+                prop::sample::select(vec![53, 80, 81]),
+                prop::option::of(0..3i32)
+            )
                 .prop_map(|(p, e)| (Some(IntOrString::Int(p)), e.map(|d| p + d))),
-            prop::sample::select(vec!["http", "dns", "alt"]).prop_map(|n| (Some(IntOrString::String(n.to_owned())), None)),
+            prop::sample::select(vec!["http", "dns", "alt"])
+                .prop_map(|n| (Some(IntOrString::String(n.to_owned())), None)),
         ],
     )
         .prop_map(|(protocol, (port, end_port))| NetworkPolicyPort {
@@ -129,7 +162,10 @@ fn np_port() -> impl Strategy<Value = NetworkPolicyPort> {
         })
 }
 
-type RuleParts = (Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>);
+type RuleParts = (
+    Option<Vec<NetworkPolicyPeer>>,
+    Option<Vec<NetworkPolicyPort>>,
+);
 
 fn rule_parts() -> impl Strategy<Value = RuleParts> {
     (
@@ -142,7 +178,13 @@ fn policy() -> impl Strategy<Value = NetworkPolicy> {
     (
         0..NAMESPACES.len(),
         selector(),
-        prop::sample::select(vec![None, Some(vec!["Ingress"]), Some(vec!["Egress"]), Some(vec!["Ingress", "Egress"]), Some(vec![])]),
+        prop::sample::select(vec![
+            None,
+            Some(vec!["Ingress"]),
+            Some(vec!["Egress"]),
+            Some(vec!["Ingress", "Egress"]),
+            Some(vec![]),
+        ]),
         prop::option::of(prop::collection::vec(rule_parts(), 0..=2)),
         prop::option::of(prop::collection::vec(rule_parts(), 0..=2)),
     )
@@ -155,10 +197,16 @@ fn policy() -> impl Strategy<Value = NetworkPolicy> {
                 pod_selector: Some(pod_selector),
                 policy_types: types.map(|t| t.iter().map(|s| s.to_string()).collect()),
                 ingress: ingress.map(|rules| {
-                    rules.into_iter().map(|(from, ports)| NetworkPolicyIngressRule { from, ports }).collect()
+                    rules
+                        .into_iter()
+                        .map(|(from, ports)| NetworkPolicyIngressRule { from, ports })
+                        .collect()
                 }),
                 egress: egress.map(|rules| {
-                    rules.into_iter().map(|(to, ports)| NetworkPolicyEgressRule { to, ports }).collect()
+                    rules
+                        .into_iter()
+                        .map(|(to, ports)| NetworkPolicyEgressRule { to, ports })
+                        .collect()
                 }),
             }),
             ..Default::default()
@@ -182,20 +230,31 @@ fn cluster() -> impl Strategy<Value = (Cluster, Vec<NetworkPolicy>)> {
                 cluster.workloads.push(Workload {
                     namespace: NAMESPACES[ns].to_owned(),
                     name: format!("w{i}"),
-                    kind: if is_pod { WorkloadKind::Pod } else { WorkloadKind::Deployment },
+                    kind: if is_pod {
+                        WorkloadKind::Pod
+                    } else {
+                        WorkloadKind::Deployment
+                    },
                     labels,
                     service_account: "default".into(),
                     ports,
-                    ips: ip.map(|i| vec![IPS[i].parse().unwrap()]).unwrap_or_default(),
+                    ips: ip
+                        .map(|i| vec![IPS[i].parse().unwrap()])
+                        .unwrap_or_default(),
                     host_network: false,
                     location: None,
                 });
             }
-            cluster.workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            cluster
+                .workloads
+                .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
             for (i, p) in policies.iter_mut().enumerate() {
                 p.metadata.name = Some(format!("p{i}"));
             }
-            policies.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+            policies.sort_by(|a, b| {
+                (&a.metadata.namespace, &a.metadata.name)
+                    .cmp(&(&b.metadata.namespace, &b.metadata.name))
+            });
             for p in &policies {
                 let ns = p.metadata.namespace.clone().unwrap();
                 let ir = lower(p, &ns, &Nowhere).expect("generated policies are valid");

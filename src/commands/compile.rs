@@ -19,14 +19,18 @@ pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
     // Write next to the target and rename, so that a failure never leaves a
     // partial file behind.
     let path = Path::new(&args.output);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut tmp| {
         tmp.write_all(json.as_bytes())?;
         tmp.as_file().sync_all()?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
         tmp.persist(path).map_err(|e| e.error)
     });

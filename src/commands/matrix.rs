@@ -64,8 +64,14 @@ impl Cells {
                     // Self traffic depends on the workload, not only the class.
                     compute_pair(tables, from, to, only)
                 } else {
-                    let key = (tables.workloads[i as usize].class, tables.workloads[j as usize].class);
-                    cache.entry(key).or_insert_with(|| compute_pair(tables, from, to, only)).clone()
+                    let key = (
+                        tables.workloads[i as usize].class,
+                        tables.workloads[j as usize].class,
+                    );
+                    cache
+                        .entry(key)
+                        .or_insert_with(|| compute_pair(tables, from, to, only))
+                        .clone()
                 };
                 ports.push(set);
             }
@@ -78,7 +84,12 @@ impl Cells {
     }
 }
 
-fn compute_pair(tables: &Tables, from: Endpoint, to: Endpoint, only: Option<(u16, Protocol)>) -> PortSet {
+fn compute_pair(
+    tables: &Tables,
+    from: Endpoint,
+    to: Endpoint,
+    only: Option<(u16, Protocol)>,
+) -> PortSet {
     match only {
         None => tables.allowed_ports(from, to),
         Some((port, proto)) => {
@@ -95,7 +106,12 @@ fn allowed(set: &PortSet) -> bool {
     !set.is_empty()
 }
 
-fn table(out: &mut impl Write, names: &[String], cells: &Cells, only: Option<(u16, Protocol)>) -> std::io::Result<()> {
+fn table(
+    out: &mut impl Write,
+    names: &[String],
+    cells: &Cells,
+    only: Option<(u16, Protocol)>,
+) -> std::io::Result<()> {
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let idx_w = names.len().to_string().len().max(2);
     // Without --port, distinct partial port sets get letters in a legend.
@@ -120,7 +136,10 @@ fn table(out: &mut impl Write, names: &[String], cells: &Cells, only: Option<(u1
         letter(k)
     };
     match only {
-        Some((port, proto)) => writeln!(out, "connectivity on {port}/{proto} (rows: from, columns: to)")?,
+        Some((port, proto)) => writeln!(
+            out,
+            "connectivity on {port}/{proto} (rows: from, columns: to)"
+        )?,
         None => writeln!(out, "connectivity on every port (rows: from, columns: to)")?,
     }
     write!(out, "{:>idx_w$} {:width$} ", "", "")?;
@@ -156,7 +175,12 @@ fn letter(k: usize) -> String {
     }
 }
 
-fn csv(out: &mut impl Write, names: &[String], cells: &Cells, only: Option<(u16, Protocol)>) -> std::io::Result<()> {
+fn csv(
+    out: &mut impl Write,
+    names: &[String],
+    cells: &Cells,
+    only: Option<(u16, Protocol)>,
+) -> std::io::Result<()> {
     match only {
         Some(_) => writeln!(out, "from,to,port,protocol,allowed")?,
         None => writeln!(out, "from,to,allowed_ports")?,
@@ -165,7 +189,9 @@ fn csv(out: &mut impl Write, names: &[String], cells: &Cells, only: Option<(u16,
         for (j, to) in names.iter().enumerate() {
             let set = cells.get(i, j);
             match only {
-                Some((port, proto)) => writeln!(out, "{from},{to},{port},{proto},{}", allowed(set))?,
+                Some((port, proto)) => {
+                    writeln!(out, "{from},{to},{port},{proto},{}", allowed(set))?
+                }
                 None => writeln!(out, "{from},{to},{set}")?,
             }
         }
@@ -198,7 +224,12 @@ enum Pair<'a> {
     },
 }
 
-fn json_out(out: &mut impl Write, names: &[String], cells: &Cells, only: Option<(u16, Protocol)>) -> std::io::Result<()> {
+fn json_out(
+    out: &mut impl Write,
+    names: &[String],
+    cells: &Cells,
+    only: Option<(u16, Protocol)>,
+) -> std::io::Result<()> {
     let mut pairs = Vec::with_capacity(names.len() * names.len());
     for (i, from) in names.iter().enumerate() {
         for (j, to) in names.iter().enumerate() {
@@ -217,11 +248,13 @@ fn json_out(out: &mut impl Write, names: &[String], cells: &Cells, only: Option<
                     allowed_ports: Protocol::ALL
                         .iter()
                         .flat_map(|&protocol| {
-                            set.ranges[protocol.index()].iter().map(move |&(port, end_port)| PortRange {
-                                protocol,
-                                port,
-                                end_port,
-                            })
+                            set.ranges[protocol.index()]
+                                .iter()
+                                .map(move |&(port, end_port)| PortRange {
+                                    protocol,
+                                    port,
+                                    end_port,
+                                })
                         })
                         .collect(),
                 },

@@ -45,12 +45,22 @@ pub fn run(args: &QueryArgs, verbose: u8) -> std::io::Result<Status> {
 fn probes(args: &QueryArgs, tables: &Tables) -> Result<Vec<Probe>, Vec<Diagnostic>> {
     if let Some(path) = &args.probes {
         let bytes = std::fs::read(path).map_err(|e| {
-            vec![Diagnostic::new(Code::UnreadablePath, format!("cannot read `{}`: {e}", path.display()))
-                .with_help("give the path of a YAML or JSON list of probes")]
+            vec![
+                Diagnostic::new(
+                    Code::UnreadablePath,
+                    format!("cannot read `{}`: {e}", path.display()),
+                )
+                .with_help("give the path of a YAML or JSON list of probes"),
+            ]
         })?;
         let text = String::from_utf8(bytes).map_err(|_| {
-            vec![Diagnostic::new(Code::InvalidProbe, format!("`{}` is not UTF-8 text", path.display()))
-                .with_help("a probe file is YAML or JSON")]
+            vec![
+                Diagnostic::new(
+                    Code::InvalidProbe,
+                    format!("`{}` is not UTF-8 text", path.display()),
+                )
+                .with_help("a probe file is YAML or JSON"),
+            ]
         })?;
         let file = SourceFile::new(path.display().to_string(), text);
         return probe::read_probe_file(&file, tables);
@@ -63,19 +73,28 @@ fn probes(args: &QueryArgs, tables: &Tables) -> Result<Vec<Probe>, Vec<Diagnosti
         http: None,
         ext_authz: None,
     };
-    probe::resolve(&spec, tables, |_| None).map(|p| vec![p]).map_err(|d| vec![d])
+    probe::resolve(&spec, tables, |_| None)
+        .map(|p| vec![p])
+        .map_err(|d| vec![d])
 }
 
 /// Two lines: the decision, then why.
 fn human(out: &mut impl Write, tables: &Tables, a: &Answer) -> std::io::Result<()> {
     let verdict = if a.allowed { "allowed" } else { "denied" };
-    writeln!(out, "{} -> {} {}/{}: {verdict}", a.from, a.to, a.port, a.protocol)?;
+    writeln!(
+        out,
+        "{} -> {} {}/{}: {verdict}",
+        a.from, a.to, a.port, a.protocol
+    )?;
     let e = &a.explanation;
     if e.self_traffic {
         return writeln!(out, "  a pod reaching itself is always allowed");
     }
     let mut reasons = Vec::new();
-    for (side, who, verdict) in [("egress", &a.from, &e.egress), ("ingress", &a.to, &e.ingress)] {
+    for (side, who, verdict) in [
+        ("egress", &a.from, &e.egress),
+        ("ingress", &a.to, &e.ingress),
+    ] {
         let why = match verdict {
             Verdict::NotApplicable => continue,
             Verdict::NotIsolated => "no policy isolates it".to_owned(),
@@ -85,7 +104,10 @@ fn human(out: &mut impl Write, tables: &Tables, a: &Answer) -> std::io::Result<(
                     .map(|&r| {
                         let rule = &tables.rules[r as usize];
                         let p = &tables.policies[rule.policy as usize];
-                        format!("{} {}/{} {side}[{}]", p.kind, p.namespace, p.name, rule.index)
+                        format!(
+                            "{} {}/{} {side}[{}]",
+                            p.kind, p.namespace, p.name, rule.index
+                        )
                     })
                     .collect();
                 format!("allowed by {}", list(&names))

@@ -41,7 +41,12 @@ fn probes(expect: &Expect) -> Vec<(Value, bool)> {
     let mut out = Vec::new();
     for m in &expect.matrices {
         let mut lines = m.grid.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<&str> = lines.next().expect("grid header").split_whitespace().skip(1).collect();
+        let header: Vec<&str> = lines
+            .next()
+            .expect("grid header")
+            .split_whitespace()
+            .skip(1)
+            .collect();
         for line in lines {
             let mut cells = line.split_whitespace();
             let from = cells.next().expect("row name");
@@ -54,7 +59,10 @@ fn probes(expect: &Expect) -> Vec<(Value, bool)> {
                     other => panic!("bad grid cell `{other}`"),
                 };
                 let protocol = m.protocol.clone().unwrap_or_else(|| "TCP".into());
-                out.push((json!({"from": from, "to": to, "port": m.port, "protocol": protocol}), allowed));
+                out.push((
+                    json!({"from": from, "to": to, "port": m.port, "protocol": protocol}),
+                    allowed,
+                ));
             }
         }
     }
@@ -65,7 +73,10 @@ fn probes(expect: &Expect) -> Vec<(Value, bool)> {
             "deny" => false,
             other => panic!("bad expect `{other}`"),
         };
-        out.push((json!({"from": p.from, "to": p.to, "port": p.port, "protocol": protocol}), allowed));
+        out.push((
+            json!({"from": p.from, "to": p.to, "port": p.port, "protocol": protocol}),
+            allowed,
+        ));
     }
     out
 }
@@ -80,7 +91,11 @@ fn netpol_conformance_cases() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 40, "at least 40 scenarios, found {}", cases.len());
+    assert!(
+        cases.len() >= 40,
+        "at least 40 scenarios, found {}",
+        cases.len()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -102,9 +117,17 @@ fn netpol_conformance_cases() {
             "json",
         ]);
         let code = out.status.code();
-        assert!(code == Some(0) || code == Some(1), "{name}: exit {code:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            code == Some(0) || code == Some(1),
+            "{name}: exit {code:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(answers.len(), expected.len(), "{name}: one answer per probe");
+        assert_eq!(
+            answers.len(),
+            expected.len(),
+            "{name}: one answer per probe"
+        );
         for ((probe, want), got) in expected.iter().zip(&answers) {
             checked += 1;
             assert_eq!(got["from"], probe["from"], "{name}: answers in probe order");
@@ -112,12 +135,21 @@ fn netpol_conformance_cases() {
             if got["allowed"].as_bool() != Some(*want) {
                 failures.push(format!(
                     "{name}: {} -> {} {}/{}: expected {}, got {} ({})",
-                    probe["from"], probe["to"], probe["port"], probe["protocol"],
+                    probe["from"],
+                    probe["to"],
+                    probe["port"],
+                    probe["protocol"],
                     if *want { "allow" } else { "deny" },
-                    got["allowed"], got["decided_by"]
+                    got["allowed"],
+                    got["decided_by"]
                 ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} probes differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} probes differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

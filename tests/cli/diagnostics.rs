@@ -28,7 +28,10 @@ fn every_bad_input_is_a_located_diagnostic() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let code = stem[..5].to_uppercase();
         assert!(stderr.contains(&code), "{stem}: reports {code}:\n{stderr}");
-        assert!(stderr.contains(&format!("[{rel}:")), "{stem}: names file:line:col:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("[{rel}:")),
+            "{stem}: names file:line:col:\n{stderr}"
+        );
         assert!(stderr.contains("help:"), "{stem}: has a help line");
         assert!(!stderr.contains("panicked"), "{stem}: no panic");
         insta::assert_snapshot!(stem, transcript(&out));
@@ -38,7 +41,16 @@ fn every_bad_input_is_a_located_diagnostic() {
 #[test]
 fn json_diagnostics_carry_code_file_line_and_column() {
     let out = ambit(&[
-        "query", "testdata/bad/ld003-invalid-cidr.yaml", "--from", "a/b", "--to", "c/d", "--port", "80", "-o", "json",
+        "query",
+        "testdata/bad/ld003-invalid-cidr.yaml",
+        "--from",
+        "a/b",
+        "--to",
+        "c/d",
+        "--port",
+        "80",
+        "-o",
+        "json",
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
@@ -60,6 +72,9 @@ fn one_bad_object_fails_alone_and_every_problem_is_reported() {
     let out = ambit(&["compile", file.to_str().unwrap(), "-o", "json"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("LD005") && stderr.contains("LD008"), "{stderr}");
+    assert!(
+        stderr.contains("LD005") && stderr.contains("LD008"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }

@@ -4,7 +4,10 @@ use super::util::{ambit, transcript};
 
 #[test]
 fn table_on_every_port() {
-    insta::assert_snapshot!("demo_table", transcript(&ambit(&["matrix", "testdata/demo"])));
+    insta::assert_snapshot!(
+        "demo_table",
+        transcript(&ambit(&["matrix", "testdata/demo"]))
+    );
 }
 
 #[test]
@@ -13,7 +16,8 @@ fn table_on_one_port() {
         "matrix",
         "testdata/conformance/netpol/cluster.yaml",
         "testdata/conformance/netpol/17-ns-or-pod-selector-two-peers/policies.yaml",
-        "--port", "80",
+        "--port",
+        "80",
     ]);
     insta::assert_snapshot!("conformance_table_port_80", transcript(&out));
 }
@@ -35,6 +39,12 @@ fn csv_and_json() {
         .iter()
         .find(|p| p["from"] == "shop/api" && p["to"] == "data/postgres")
         .unwrap();
-    assert_eq!(api_pg["allowed_ports"], serde_json::json!([{"protocol": "TCP", "port": 5432, "endPort": 5432}]));
-    insta::assert_snapshot!("demo_csv_all_ports", transcript(&ambit(&["matrix", "testdata/demo", "-o", "csv"])));
+    assert_eq!(
+        api_pg["allowed_ports"],
+        serde_json::json!([{"protocol": "TCP", "port": 5432, "endPort": 5432}])
+    );
+    insta::assert_snapshot!(
+        "demo_csv_all_ports",
+        transcript(&ambit(&["matrix", "testdata/demo", "-o", "csv"]))
+    );
 }

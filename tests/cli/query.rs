@@ -10,13 +10,33 @@ const DEMO: &str = "testdata/demo";
 
 #[test]
 fn a_denied_probe_exits_1_and_explains() {
-    let out = ambit(&["query", DEMO, "--from", "monitoring/prometheus", "--to", "shop/cart", "--port", "8080"]);
+    let out = ambit(&[
+        "query",
+        DEMO,
+        "--from",
+        "monitoring/prometheus",
+        "--to",
+        "shop/cart",
+        "--port",
+        "8080",
+    ]);
     insta::assert_snapshot!("human_denied", transcript(&out));
 }
 
 #[test]
 fn an_allowed_probe_exits_0_with_the_admitting_rules() {
-    let out = ambit(&["query", DEMO, "--from", "frontend/web", "--to", "shop/api", "--port", "8080", "-o", "json"]);
+    let out = ambit(&[
+        "query",
+        DEMO,
+        "--from",
+        "frontend/web",
+        "--to",
+        "shop/api",
+        "--port",
+        "8080",
+        "-o",
+        "json",
+    ]);
     insta::assert_snapshot!("json_allowed", transcript(&out));
 }
 
@@ -32,7 +52,14 @@ fn probe_files_keep_order_and_fields_and_ignore_unknown_keys() {
          - {from: \"ip:198.51.100.7\", to: frontend/web, port: 8080}\n",
     )
     .unwrap();
-    let out = ambit(&["query", DEMO, "--probes", probes.to_str().unwrap(), "-o", "json"]);
+    let out = ambit(&[
+        "query",
+        DEMO,
+        "--probes",
+        probes.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1), "one probe is denied");
     let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let keys: Vec<Vec<&str>> = answers
@@ -40,9 +67,23 @@ fn probe_files_keep_order_and_fields_and_ignore_unknown_keys() {
         .map(|a| a.as_object().unwrap().keys().map(String::as_str).collect())
         .collect();
     for k in &keys {
-        assert_eq!(k, &["from", "to", "port", "protocol", "allowed", "l4_allowed", "decided_by"]);
+        assert_eq!(
+            k,
+            &[
+                "from",
+                "to",
+                "port",
+                "protocol",
+                "allowed",
+                "l4_allowed",
+                "decided_by"
+            ]
+        );
     }
-    let allowed: Vec<bool> = answers.iter().map(|a| a["allowed"].as_bool().unwrap()).collect();
+    let allowed: Vec<bool> = answers
+        .iter()
+        .map(|a| a["allowed"].as_bool().unwrap())
+        .collect();
     assert_eq!(allowed, [true, true, false, true]);
     assert_eq!(answers[2]["protocol"], "UDP");
     assert_eq!(answers[2]["to"], "ip:8.8.8.8");
@@ -51,7 +92,16 @@ fn probe_files_keep_order_and_fields_and_ignore_unknown_keys() {
 
 #[test]
 fn unknown_workloads_name_the_closest() {
-    let out = ambit(&["query", DEMO, "--from", "shop/apii", "--to", "data/postgres", "--port", "5432"]);
+    let out = ambit(&[
+        "query",
+        DEMO,
+        "--from",
+        "shop/apii",
+        "--to",
+        "data/postgres",
+        "--port",
+        "5432",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     insta::assert_snapshot!("unknown_workload", transcript(&out));
 }
@@ -64,7 +114,8 @@ fn bad_probes_in_a_file_are_located() {
     let out = ambit(&["query", DEMO, "--probes", probes.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(tmp.path().to_str().unwrap(), "[TMP]");
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(tmp.path().to_str().unwrap(), "[TMP]");
     insta::assert_snapshot!("bad_probe_file", stderr);
 }
 
@@ -72,7 +123,16 @@ fn bad_probes_in_a_file_are_located() {
 fn usage_errors_exit_2() {
     let out = ambit(&["query", DEMO, "--from", "shop/api"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = ambit(&["query", DEMO, "--from", "shop/api", "--to", "shop/cart", "--port", "0"]);
+    let out = ambit(&[
+        "query",
+        DEMO,
+        "--from",
+        "shop/api",
+        "--to",
+        "shop/cart",
+        "--port",
+        "0",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -82,7 +142,12 @@ fn a_pod_reaches_itself_under_deny_all() {
         "query",
         "testdata/conformance/netpol/cluster.yaml",
         "testdata/conformance/netpol/06-deny-all-ingress-and-egress/policies.yaml",
-        "--from", "x/a", "--to", "x/a", "--port", "80",
+        "--from",
+        "x/a",
+        "--to",
+        "x/a",
+        "--port",
+        "80",
     ]);
     insta::assert_snapshot!("self_traffic", transcript(&out));
 }
@@ -91,14 +156,20 @@ fn a_pod_reaches_itself_under_deny_all() {
 fn stdin_is_an_input() {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let text = fs::read_to_string(super::util::testdata("conformance/netpol/cluster.yaml")).unwrap();
+    let text =
+        fs::read_to_string(super::util::testdata("conformance/netpol/cluster.yaml")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ambit"))
         .args(["query", "-", "--from", "x/a", "--to", "y/b", "--port", "80"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
