@@ -157,6 +157,11 @@ impl Loader<'_> {
     fn object(&mut self, obj: &Object<'_>) {
         let api_version = obj.str_at(&["apiVersion".into()]);
         let kind = obj.str_at(&["kind".into()]);
+        if api_version.is_none() && kind.is_none() && obj.node_at(&["metadata".into()]).is_none() {
+            // Not a Kubernetes object at all (Helm values, a probe list, ...).
+            *self.cluster.skipped.entry("(not a Kubernetes object)".to_owned()).or_default() += 1;
+            return;
+        }
         let (Some(api_version), Some(kind)) = (api_version, kind) else {
             let missing = if api_version.is_none() {
                 "apiVersion"

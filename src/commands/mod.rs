@@ -43,7 +43,10 @@ pub fn load(input: &InputArgs, json: bool, verbose: u8) -> Result<(Cluster, Tabl
             eprintln!("read {n} {kind}");
         }
         for (kind, n) in &cluster.skipped {
-            eprintln!("skipped {n} {kind} (kind not read by ambit)");
+            match kind.strip_prefix('(') {
+                Some(what) => eprintln!("skipped {n} documents ({}", what),
+                None => eprintln!("skipped {n} {kind} (kind not read by ambit)"),
+            }
         }
     }
     if diags.iter().any(|d| d.severity == Severity::Error) {
