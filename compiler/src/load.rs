@@ -159,7 +159,11 @@ impl Loader<'_> {
         let kind = obj.str_at(&["kind".into()]);
         if api_version.is_none() && kind.is_none() && obj.node_at(&["metadata".into()]).is_none() {
             // Not a Kubernetes object at all (Helm values, a probe list, ...).
-            *self.cluster.skipped.entry("(not a Kubernetes object)".to_owned()).or_default() += 1;
+            *self
+                .cluster
+                .skipped
+                .entry("(not a Kubernetes object)".to_owned())
+                .or_default() += 1;
             return;
         }
         let (Some(api_version), Some(kind)) = (api_version, kind) else {

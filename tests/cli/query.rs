@@ -180,10 +180,21 @@ fn the_demo_expectations_hold() {
     // `expect` key per probe; the probe file is also read as a probe file.
     let text = fs::read_to_string(super::util::testdata("demo/probes.yaml")).unwrap();
     let expected: Vec<Value> = serde_saphyr::from_str(&text).unwrap();
-    let out = ambit(&["query", DEMO, "--probes", "testdata/demo/probes.yaml", "-o", "json"]);
+    let out = ambit(&[
+        "query",
+        DEMO,
+        "--probes",
+        "testdata/demo/probes.yaml",
+        "-o",
+        "json",
+    ]);
     let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answers.len(), expected.len());
     for (e, a) in expected.iter().zip(&answers) {
-        assert_eq!(a["allowed"].as_bool(), Some(e["expect"] == "allow"), "{e}: {a}");
+        assert_eq!(
+            a["allowed"].as_bool(),
+            Some(e["expect"] == "allow"),
+            "{e}: {a}"
+        );
     }
 }
