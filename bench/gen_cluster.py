@@ -237,6 +237,7 @@ class Cluster:
         self.rng = random.Random(args.seed)
         self.namespaces: list[Ns] = []
         self.ppw = args.pods_per_workload
+        self.suffix: dict = {}
         self.build_namespaces()
         self.build_workloads()
         self.assign_ips()
@@ -298,20 +299,22 @@ class Cluster:
     def new_app(self, ns: Ns, used: set, domains: list, replicas: int) -> App:
         rng = self.rng
         tier = wchoice(rng, TIERS, TIER_WEIGHTS)
-        for attempt in range(40):
+        for attempt in range(24):
             role, ports = wchoice(rng, ROLES[tier], ROLE_WEIGHTS[tier])
             domain = rng.choice(domains)
             name = f"{domain}-{role}"
             if name not in used:
                 break
-            if attempt >= 20:
+            if attempt >= 8:
                 extra = rng.choice(DOMAINS)
                 if extra not in domains:
                     domains.append(extra)
         else:
-            k = 2
+            # A very large namespace: number the domain (orders2-api, ...).
+            k = self.suffix.get((ns.name, domain, role), 2)
             while f"{domain}{k}-{role}" in used:
                 k += 1
+            self.suffix[(ns.name, domain, role)] = k + 1
             name = f"{domain}{k}-{role}"
         used.add(name)
         if role in IMAGES:

@@ -209,7 +209,6 @@ fn policy() -> impl Strategy<Value = NetworkPolicy> {
                         .collect()
                 }),
             }),
-            ..Default::default()
         })
 }
 
