@@ -36,6 +36,7 @@ A one-line summary goes to standard error.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -63,7 +64,11 @@ def _scalar(v) -> str:
         return "false"
     if isinstance(v, int):
         return str(v)
-    s = str(v)
+    return _str_scalar(str(v))
+
+
+@functools.lru_cache(maxsize=None)
+def _str_scalar(s: str) -> str:
     plain = (
         _PLAIN.match(s) is not None
         and not s.endswith(":")
@@ -238,6 +243,7 @@ class Cluster:
         self.namespaces: list[Ns] = []
         self.ppw = args.pods_per_workload
         self.suffix: dict = {}
+        self.exhausted: set = set()
         self.build_namespaces()
         self.build_workloads()
         self.assign_ips()
@@ -299,7 +305,8 @@ class Cluster:
     def new_app(self, ns: Ns, used: set, domains: list, replicas: int) -> App:
         rng = self.rng
         tier = wchoice(rng, TIERS, TIER_WEIGHTS)
-        for attempt in range(24):
+        exhausted = ns.name in self.exhausted
+        for attempt in range(3 if exhausted else 24):
             role, ports = wchoice(rng, ROLES[tier], ROLE_WEIGHTS[tier])
             domain = rng.choice(domains)
             name = f"{domain}-{role}"
@@ -311,6 +318,8 @@ class Cluster:
                     domains.append(extra)
         else:
             # A very large namespace: number the domain (orders2-api, ...).
+            if len(domains) >= len(DOMAINS):
+                self.exhausted.add(ns.name)
             k = self.suffix.get((ns.name, domain, role), 2)
             while f"{domain}{k}-{role}" in used:
                 k += 1
@@ -413,9 +422,10 @@ class Cluster:
 
     def workload_docs(self, ns: Ns) -> list:
         docs = []
-        sas = []
+        sas, seen = [], set()
         for app in ns.apps:
-            if app.sa != "default" and app.sa not in sas:
+            if app.sa != "default" and app.sa not in seen:
+                seen.add(app.sa)
                 sas.append(app.sa)
         for sa in sas:
             docs.append({"apiVersion": "v1", "kind": "ServiceAccount",
