@@ -308,34 +308,12 @@ impl Tables {
 
     /// Is the flow allowed? Allocation-free.
     pub fn decide(&self, from: Endpoint, to: Endpoint, protocol: Protocol, port: u16) -> bool {
-        if self.is_self(from, to) {
-            return true;
-        }
-        let dst_class = self.class_of(to);
-        let egress_ok = match from {
-            Endpoint::Ip(_) => true,
-            Endpoint::Workload(w) => {
-                let c = self.workloads[w as usize].class;
-                self.side_allows(
-                    &self.egress[c as usize],
-                    self.remote(to),
-                    dst_class,
-                    protocol,
-                    port,
-                )
-            }
-        };
-        egress_ok
-            && match (to, dst_class) {
-                (Endpoint::Workload(_), Some(c)) => self.side_allows(
-                    &self.ingress[c as usize],
-                    self.remote(from),
-                    Some(c),
-                    protocol,
-                    port,
-                ),
-                _ => true,
-            }
+        self.is_self(from, to)
+            || self.sides(from, to).iter().all(|side| {
+                side.is_none_or(|(iso, remote, dst)| {
+                    self.side_allows(iso, remote, dst, protocol, port)
+                })
+            })
     }
 
     /// The decision and the rules or policies that made it.
@@ -346,37 +324,34 @@ impl Tables {
         protocol: Protocol,
         port: u16,
     ) -> Explanation {
+        let [egress, ingress] = self.sides(from, to).map(|side| match side {
+            None => Verdict::NotApplicable,
+            Some((iso, remote, dst)) => self.verdict(iso, remote, dst, protocol, port),
+        });
         let self_traffic = self.is_self(from, to);
-        let dst_class = self.class_of(to);
-        let egress = match from {
-            Endpoint::Ip(_) => Verdict::NotApplicable,
-            Endpoint::Workload(w) => {
-                let c = self.workloads[w as usize].class;
-                self.verdict(
-                    &self.egress[c as usize],
-                    self.remote(to),
-                    dst_class,
-                    protocol,
-                    port,
-                )
-            }
-        };
-        let ingress = match (to, dst_class) {
-            (Endpoint::Workload(_), Some(c)) => self.verdict(
-                &self.ingress[c as usize],
-                self.remote(from),
-                Some(c),
-                protocol,
-                port,
-            ),
-            _ => Verdict::NotApplicable,
-        };
         Explanation {
             allowed: self_traffic || (egress.allows() && ingress.allows()),
             self_traffic,
             egress,
             ingress,
         }
+    }
+
+    /// What each side checks: the source's egress entry, then the
+    /// destination's ingress entry, each with the remote end and the class
+    /// whose named ports apply. `None` for an `ip:` end, which no policy
+    /// selects.
+    fn sides(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+    ) -> [Option<(&Isolation, Remote, Option<ClassId>)>; 2] {
+        let dst_class = self.class_of(to);
+        let egress = self
+            .class_of(from)
+            .map(|c| (&self.egress[c as usize], self.remote(to), dst_class));
+        let ingress = dst_class.map(|c| (&self.ingress[c as usize], self.remote(from), Some(c)));
+        [egress, ingress]
     }
 
     fn is_self(&self, from: Endpoint, to: Endpoint) -> bool {

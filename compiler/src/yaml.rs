@@ -412,6 +412,37 @@ mod tests {
     }
 
     #[test]
+    fn flow_items_are_parsed_whole() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct P {
+            from: String,
+            port: u16,
+        }
+        let f = SourceFile::new(
+            "p.yaml",
+            "[{from: \"a]}\", port: 1}, {from: 'b''}', port: 2}]\n",
+        );
+        let mut diags = Vec::new();
+        let docs = documents(&f, &mut diags);
+        let items = docs[0].sequence_items().unwrap();
+        let parsed: Vec<P> = items.iter().map(|o| o.typed().unwrap()).collect();
+        assert_eq!(
+            parsed[0],
+            P {
+                from: "a]}".into(),
+                port: 1
+            }
+        );
+        assert_eq!(
+            parsed[1],
+            P {
+                from: "b'}".into(),
+                port: 2
+            }
+        );
+    }
+
+    #[test]
     fn typed_errors_point_into_the_file() {
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
