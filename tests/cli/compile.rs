@@ -125,3 +125,99 @@ fn workloads_of_one_shape_share_a_class() {
     );
     let _ = root();
 }
+
+#[test]
+fn kubectl_lists_and_owned_pods_load_as_one_workload() {
+    // What `kubectl get ns,deploy,rs,pods,netpol -o yaml` prints: a List. The
+    // Pod and ReplicaSet owned by the Deployment are the Deployment's workload,
+    // which gets the pod's IP.
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("list.yaml");
+    fs::write(
+        &list,
+        r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: shop}
+  spec:
+    selector: {matchLabels: {app: web}}
+    template:
+      metadata: {labels: {app: web}}
+      spec: {containers: [{name: web, image: nginx, ports: [{containerPort: 8080, name: http}]}]}
+- apiVersion: apps/v1
+  kind: ReplicaSet
+  metadata:
+    name: web-5d9c7
+    namespace: shop
+    ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: web, uid: "1"}]
+  spec:
+    selector: {matchLabels: {app: web}}
+    template:
+      metadata: {labels: {app: web}}
+      spec: {containers: [{name: web, image: nginx}]}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: web-5d9c7-abcde
+    namespace: shop
+    labels: {app: web}
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-5d9c7, uid: "2"}]
+  spec: {containers: [{name: web, image: nginx}]}
+  status: {podIP: 10.1.2.3}
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: only-from-office, namespace: shop}
+  spec:
+    podSelector: {}
+    ingress: [{from: [{ipBlock: {cidr: 192.0.2.0/24}}], ports: [{port: http}]}]
+"#,
+    )
+    .unwrap();
+    let out = ambit(&["compile", list.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = Tables::from_json(&out.stdout).unwrap();
+    let names: Vec<_> = t
+        .workloads
+        .iter()
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect();
+    assert_eq!(names, ["shop/web"]);
+    assert_eq!(
+        t.workloads[0].ips,
+        ["10.1.2.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let q = ambit(&[
+        "query",
+        list.to_str().unwrap(),
+        "--from",
+        "ip:192.0.2.9",
+        "--to",
+        "shop/web",
+        "--port",
+        "8080",
+    ]);
+    assert_eq!(
+        q.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&q.stdout)
+    );
+    let q = ambit(&[
+        "query",
+        list.to_str().unwrap(),
+        "--from",
+        "ip:198.51.100.1",
+        "--to",
+        "shop/web",
+        "--port",
+        "8080",
+    ]);
+    assert_eq!(q.status.code(), Some(1));
+}
