@@ -24,7 +24,7 @@ pub enum Command {
     /// Compile policies into decision tables.
     Compile(CompileArgs),
     /// Ask whether flows are allowed, and which rules decide.
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
     /// Print all-pairs connectivity.
     Matrix(MatrixArgs),
 }
@@ -37,6 +37,17 @@ pub struct InputArgs {
     /// Namespace of objects that name none.
     #[arg(long, default_value = "default", value_name = "NS")]
     pub namespace: String,
+    /// Istio trust domain of workload identities (default: the `istio`
+    /// ConfigMap's `trustDomain`, else cluster.local).
+    #[arg(long, value_name = "DOMAIN")]
+    pub trust_domain: Option<String>,
+    /// An alias of the trust domain (repeatable; replaces the ConfigMap's).
+    #[arg(long = "trust-domain-alias", value_name = "DOMAIN")]
+    pub trust_domain_aliases: Vec<String>,
+    /// Istio root namespace: its policies apply mesh-wide (default: the
+    /// `istio` ConfigMap's `rootNamespace`, else istio-system).
+    #[arg(long, value_name = "NS")]
+    pub root_namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +86,21 @@ pub struct QueryArgs {
     /// TCP (default), UDP or SCTP.
     #[arg(long, conflicts_with = "probes")]
     pub protocol: Option<String>,
+    /// HTTP method of a request on the connection (decided by L7 rules).
+    #[arg(long, conflicts_with = "probes")]
+    pub method: Option<String>,
+    /// HTTP path of the request.
+    #[arg(long, conflicts_with = "probes")]
+    pub path: Option<String>,
+    /// HTTP host (authority) of the request.
+    #[arg(long, conflicts_with = "probes")]
+    pub host: Option<String>,
+    /// A request header `NAME:VALUE` (repeatable).
+    #[arg(long = "header", value_name = "NAME:VALUE", conflicts_with = "probes")]
+    pub headers: Vec<String>,
+    /// What the external authorizer of CUSTOM policies answers: allow or deny.
+    #[arg(long, value_name = "allow|deny", conflicts_with = "probes")]
+    pub ext_authz: Option<String>,
     /// A YAML or JSON list of probes.
     #[arg(long, value_name = "FILE")]
     pub probes: Option<PathBuf>,

@@ -10,6 +10,11 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use ipnet::IpNet;
+
+use crate::authz::{
+    self, AuthzClass, AuthzPolicy, AuthzTables, MeshMode, MeshSettings, Mtls, MtlsMode, Pattern,
+};
 use crate::labels::Labels;
 use crate::model::{Cluster, ContainerPort, Direction, Peer, Rule};
 use crate::table::{
@@ -24,9 +29,46 @@ struct ClassKey<'a> {
     service_account: &'a str,
     ports: &'a [ContainerPort],
     ip_blocks: Vec<usize>,
+    host_network: bool,
+    inject_annotation: Option<&'a str>,
+    /// Which CIDRs of AuthorizationPolicies hold the workload's first IP.
+    authz_cidrs: Vec<usize>,
+}
+
+/// Options of compiling: mesh settings given on the command line win over the
+/// `istio` ConfigMap.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    pub mesh: MeshSettings,
 }
 
 pub fn compile(cluster: &Cluster) -> Tables {
+    compile_with(cluster, &CompileOptions::default())
+}
+
+pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
+    let mesh = options.mesh.over(&cluster.mesh);
+    let mut authz_cidrs: Vec<IpNet> = cluster
+        .authorization_policies
+        .iter()
+        .flat_map(|p| &p.rules)
+        .flat_map(|r| {
+            r.from
+                .iter()
+                .flatten()
+                .chain(r.to.iter().flatten())
+                .flat_map(|e| &e.fields)
+                .chain(&r.when)
+        })
+        .flat_map(|f| f.values.iter().chain(&f.not_values))
+        .filter_map(|p| match p {
+            Pattern::Cidr(net) => Some(*net),
+            _ => None,
+        })
+        .collect();
+    authz_cidrs.sort();
+    authz_cidrs.dedup();
+
     // Every distinct ipBlock, to group workloads by which blocks hold their IPs.
     let mut blocks: Vec<IpBlock> = cluster
         .network_policies
@@ -58,6 +100,20 @@ pub fn compile(cluster: &Cluster) -> Tables {
                 .filter(|(_, b)| w.ips.iter().any(|ip| b.contains(*ip)))
                 .map(|(i, _)| i)
                 .collect(),
+            host_network: w.host_network,
+            inject_annotation: w.inject_annotation.as_deref(),
+            authz_cidrs: w
+                .ips
+                .first()
+                .map(|ip| {
+                    authz_cidrs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| n.contains(ip))
+                        .map(|(i, _)| i)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect();
     let mut class_ids: BTreeMap<&ClassKey, ClassId> = keys.iter().map(|k| (k, 0)).collect();
@@ -138,9 +194,10 @@ pub fn compile(cluster: &Cluster) -> Tables {
         }
     }
 
+    let authz = authz_tables(cluster, &mesh, &class_ids);
     Tables {
         format: FORMAT.to_owned(),
-        input_hash: input_hash(cluster),
+        input_hash: input_hash(cluster, &mesh),
         namespaces: cluster
             .namespaces
             .values()
@@ -155,6 +212,165 @@ pub fn compile(cluster: &Cluster) -> Tables {
         rules,
         ingress,
         egress,
+        authz,
+    }
+}
+
+/// The authorization layer: per class, mesh membership, identity, the
+/// policies that apply and the effective mTLS mode.
+fn authz_tables(
+    cluster: &Cluster,
+    mesh: &MeshSettings,
+    class_ids: &BTreeMap<&ClassKey, ClassId>,
+) -> AuthzTables {
+    let root = mesh.root_namespace().to_owned();
+    let trust = mesh.trust_domains();
+    let ns_labels = |ns: &str| cluster.namespaces.get(ns).map(|n| &n.labels);
+    let subset = |want: &Labels, have: &Labels| want.iter().all(|(k, v)| have.get(k) == Some(v));
+    let peer_authentications: Vec<(String, String)> = cluster
+        .peer_authentications
+        .iter()
+        .map(|p| (p.namespace.clone(), p.name.clone()))
+        .collect();
+    // Among policies of one level the oldest wins (then the name).
+    let oldest = |cands: Vec<usize>| {
+        cands.into_iter().min_by(|&a, &b| {
+            let (pa, pb) = (
+                &cluster.peer_authentications[a],
+                &cluster.peer_authentications[b],
+            );
+            (pa.created.is_none(), &pa.created, &pa.name).cmp(&(
+                pb.created.is_none(),
+                &pb.created,
+                &pb.name,
+            ))
+        })
+    };
+    let classes = class_ids
+        .keys()
+        .map(|k| {
+            let mode = authz::mesh_mode(
+                k.labels,
+                k.inject_annotation,
+                ns_labels(k.namespace),
+                k.host_network,
+            );
+            let in_ns_scope = |p: &AuthzPolicy| {
+                let ns_ok = p.namespace == k.namespace || p.namespace == root;
+                ns_ok
+                    && match &p.selector {
+                        None => true,
+                        Some(sel) => subset(sel, k.labels),
+                    }
+            };
+            let waypoint_ns = k
+                .labels
+                .get("istio.io/use-waypoint-namespace")
+                .map(String::as_str)
+                .unwrap_or(k.namespace);
+            let waypoint = k
+                .labels
+                .get("istio.io/use-waypoint")
+                .or_else(|| ns_labels(k.namespace).and_then(|l| l.get("istio.io/use-waypoint")))
+                .filter(|w| w.as_str() != "none");
+            let targets = |p: &AuthzPolicy| {
+                p.target_refs.iter().any(|t| match t.kind.as_str() {
+                    "Service" => {
+                        p.namespace == k.namespace
+                            && cluster.services.iter().any(|s| {
+                                s.namespace == p.namespace
+                                    && s.name == t.name
+                                    && s.selector
+                                        .as_ref()
+                                        .is_some_and(|sel| !sel.is_empty() && subset(sel, k.labels))
+                            })
+                    }
+                    "Gateway" => {
+                        waypoint.is_some_and(|w| *w == t.name) && waypoint_ns == p.namespace
+                    }
+                    "GatewayClass" => {
+                        p.namespace == root && t.name == "istio-waypoint" && waypoint.is_some()
+                    }
+                    _ => false,
+                })
+            };
+            let mut policies = Vec::new();
+            let mut waypoint_policies = Vec::new();
+            for (i, p) in cluster.authorization_policies.iter().enumerate() {
+                if p.target_refs.is_empty() {
+                    if in_ns_scope(p) {
+                        policies.push(i as u32);
+                    }
+                } else if targets(p) {
+                    waypoint_policies.push(i as u32);
+                }
+            }
+            // PeerAuthentication: workload > namespace > mesh; UNSET inherits.
+            let pas = &cluster.peer_authentications;
+            let level = |ns: &str, workload: bool| {
+                oldest(
+                    pas.iter()
+                        .enumerate()
+                        .filter(|(_, p)| {
+                            p.namespace == ns
+                                && match (&p.selector, workload) {
+                                    (None, false) => true,
+                                    (Some(sel), true) => subset(sel, k.labels),
+                                    _ => false,
+                                }
+                        })
+                        .map(|(i, _)| i)
+                        .collect(),
+                )
+            };
+            let mut mtls = Mtls::default();
+            let workload_pa = if k.namespace == root {
+                None
+            } else {
+                level(k.namespace, true)
+            };
+            let chain = [
+                level(&root, false),
+                if k.namespace == root {
+                    None
+                } else {
+                    level(k.namespace, false)
+                },
+                workload_pa,
+            ];
+            for i in chain.into_iter().flatten() {
+                if pas[i].mode != MtlsMode::Unset {
+                    mtls.mode = pas[i].mode;
+                    mtls.from = Some(i as u32);
+                }
+            }
+            if let Some(i) = workload_pa {
+                for (&port, &m) in &pas[i].port_level {
+                    if m != MtlsMode::Unset {
+                        mtls.ports.push((port, m, i as u32));
+                    }
+                }
+            }
+            AuthzClass {
+                mesh: mode,
+                principal: (mode != MeshMode::None).then(|| {
+                    format!(
+                        "{}/ns/{}/sa/{}",
+                        trust.trust_domain, k.namespace, k.service_account
+                    )
+                }),
+                policies,
+                waypoint_policies,
+                mtls,
+            }
+        })
+        .collect();
+    AuthzTables {
+        trust,
+        root_namespace: root,
+        policies: cluster.authorization_policies.clone(),
+        peer_authentications,
+        classes,
     }
 }
 
@@ -209,7 +425,7 @@ fn peers<'a>(
 }
 
 /// sha256 of the canonical input semantics.
-fn input_hash(cluster: &Cluster) -> String {
+fn input_hash(cluster: &Cluster, mesh: &MeshSettings) -> String {
     let canonical = serde_json::json!({
         "namespaces": cluster.namespaces.values().map(|n| (&n.name, &n.labels)).collect::<Vec<_>>(),
         "workloads": cluster.workloads.iter().map(|w| serde_json::json!({
@@ -217,6 +433,13 @@ fn input_hash(cluster: &Cluster) -> String {
             "service_account": w.service_account, "ports": w.ports, "ips": w.ips,
         })).collect::<Vec<_>>(),
         "network_policies": cluster.network_policies,
+        "authorization_policies": cluster.authorization_policies,
+        "peer_authentications": cluster.peer_authentications,
+        "services": cluster.services,
+        "mesh": {
+            "root_namespace": mesh.root_namespace(),
+            "trust": mesh.trust_domains(),
+        },
     });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();

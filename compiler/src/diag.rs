@@ -69,6 +69,15 @@ codes! {
     DuplicateObject = "LD011", "duplicate-object", Error, "Two objects have the same kind, namespace and name.";
     InvalidPeer = "LD013", "invalid-peer", Error, "A NetworkPolicy peer sets no selector and no ipBlock, or combines ipBlock with a selector.";
     MissingField = "LD012", "missing-field", Error, "An object lacks a field that identifies it (apiVersion, kind, metadata.name).";
+    UnknownAction = "LD014", "unknown-action", Error, "An AuthorizationPolicy action is not ALLOW, DENY, AUDIT or CUSTOM.";
+    InvalidProvider = "LD015", "invalid-provider", Error, "A CUSTOM AuthorizationPolicy names no provider, or another action sets one.";
+    EmptyRuleField = "LD016", "empty-rule-field", Error, "An AuthorizationPolicy rule has a null rule, an empty from/to list, source or operation, a condition without values, or an empty value.";
+    InvalidPrincipal = "LD017", "invalid-principal", Error, "A principal or service account is malformed (a spiffe:// prefix, a `*` inside, a bad namespace/name).";
+    ConflictingTargets = "LD018", "conflicting-targets", Error, "A policy sets both selector and targetRefs (or targetRef and targetRefs), or a targetRef is incomplete.";
+    UnknownConditionKey = "LD019", "unknown-condition-key", Error, "A `when` condition uses a key Istio does not define.";
+    InvalidPathTemplate = "LD020", "invalid-path-template", Error, "A path uses `{*}` / `{**}` in a way Istio rejects.";
+    InvalidMtlsMode = "LD021", "invalid-mtls-mode", Error, "A PeerAuthentication mode is unknown, or portLevelMtls is set without a selector.";
+    InvalidMeshConfig = "LD022", "invalid-mesh-config", Error, "The `mesh` entry of the `istio` ConfigMap is not valid mesh configuration YAML.";
     UnknownWorkload = "QY001", "unknown-workload", Error, "A probe names a workload that is not in the cluster.";
     InvalidProbe = "QY002", "invalid-probe", Error, "A probe is malformed.";
 }

@@ -14,14 +14,17 @@
 //! written rule by rule from the Kubernetes documentation; a property test holds
 //! the compiled tables to it.
 
+pub mod authz;
 pub mod compile;
 pub mod diag;
+pub mod istio;
 pub mod labels;
 pub mod load;
 pub mod model;
 pub mod netpol;
 pub mod probe;
 pub mod reference;
+pub mod reference_authz;
 pub mod source;
 pub mod table;
 pub mod yaml;

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use serde::de::DeserializeOwned;
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::istio;
 use crate::labels::Labels;
 use crate::model::{
     Cluster, ContainerPort, NAMESPACE_NAME_LABEL, Namespace, Protocol, Workload, WorkloadKind,
@@ -128,6 +129,7 @@ pub fn load(files: &[SourceFile], options: &LoadOptions, diags: &mut Diagnostics
         pods: Vec::new(),
         controllers: Vec::new(),
         policies: Vec::new(),
+        authz: Vec::new(),
     };
     for file in files {
         let mut syntax = Vec::new();
@@ -151,6 +153,7 @@ struct Loader<'a> {
     pods: Vec<(Workload, Vec<OwnerReference>)>,
     controllers: Vec<(Workload, Vec<OwnerReference>)>,
     policies: Vec<(crate::model::NetworkPolicy, networking::NetworkPolicy)>,
+    authz: Vec<(crate::authz::AuthzPolicy, istio::AuthorizationPolicy)>,
 }
 
 impl Loader<'_> {
@@ -187,9 +190,18 @@ impl Loader<'_> {
             ("v1", "ServiceAccount") => self.typed::<core::ServiceAccount>(obj, |l, sa, o| {
                 l.identify("ServiceAccount", &sa.metadata, o);
             }),
-            ("v1", "Service") => self.typed::<core::Service>(obj, |l, s, o| {
-                l.identify("Service", &s.metadata, o);
-            }),
+            ("v1", "Service") => self.typed::<core::Service>(obj, |l, s, o| l.service(s, o)),
+            ("v1", "ConfigMap") => self.typed::<core::ConfigMap>(obj, |l, c, o| l.config_map(c, o)),
+            ("security.istio.io/v1" | "security.istio.io/v1beta1", "AuthorizationPolicy") => {
+                self.typed::<istio::AuthorizationPolicy>(obj, |l, ap, o| {
+                    l.authorization_policy(ap, o)
+                })
+            }
+            ("security.istio.io/v1" | "security.istio.io/v1beta1", "PeerAuthentication") => {
+                self.typed::<istio::PeerAuthentication>(obj, |l, pa, o| {
+                    l.peer_authentication(pa, o)
+                })
+            }
             ("apps/v1", "Deployment") => self.typed::<apps::Deployment>(obj, |l, d, o| {
                 let t = Some(&d.spec.template);
                 l.controller(
@@ -372,6 +384,7 @@ impl Loader<'_> {
             namespace,
             &pod.metadata,
             pod.metadata.labels.clone(),
+            pod.metadata.annotations.as_ref(),
             pod.spec.as_ref(),
             obj,
         );
@@ -414,9 +427,82 @@ impl Loader<'_> {
             return;
         }
         let spec = template.and_then(|t| t.spec.as_ref());
-        let w = workload(kind, namespace, meta, labels, spec, obj);
+        let annotations = template
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref());
+        let w = workload(kind, namespace, meta, labels, annotations, spec, obj);
         let owners = meta.owner_references.clone().unwrap_or_default();
         self.controllers.push((w, owners));
+    }
+
+    fn service(&mut self, s: core::Service, obj: &Object<'_>) {
+        let Some(namespace) = self.identify("Service", &s.metadata, obj) else {
+            return;
+        };
+        let selector = s.spec.as_ref().and_then(|sp| sp.selector.clone());
+        self.cluster.services.push(crate::model::Service {
+            namespace,
+            name: s.metadata.name.clone().unwrap_or_default(),
+            selector,
+        });
+    }
+
+    /// Only the `istio` ConfigMap of `istio-system` (the mesh config) matters.
+    fn config_map(&mut self, c: core::ConfigMap, obj: &Object<'_>) {
+        let is_mesh = c.metadata.name.as_deref() == Some("istio")
+            && c.metadata.namespace.as_deref() == Some(crate::authz::DEFAULT_ROOT_NAMESPACE);
+        if !is_mesh {
+            *self
+                .cluster
+                .skipped
+                .entry("v1/ConfigMap".to_owned())
+                .or_default() += 1;
+            return;
+        }
+        if self.identify("ConfigMap", &c.metadata, obj).is_none() {
+            return;
+        }
+        let text = c
+            .data
+            .as_ref()
+            .and_then(|d| d.get("mesh"))
+            .cloned()
+            .unwrap_or_default();
+        match istio::mesh_settings(&text) {
+            Ok(m) => self.cluster.mesh = m,
+            Err(e) => self.diags.push(
+                Diagnostic::new(
+                    Code::InvalidMeshConfig,
+                    format!("the mesh config is not valid: {e}"),
+                )
+                .with_help("`data.mesh` holds MeshConfig as YAML text (trustDomain, trustDomainAliases, rootNamespace, ...)")
+                .at(obj.file(), obj.locate(&["data".into(), "mesh".into()])),
+            ),
+        }
+    }
+
+    fn authorization_policy(&mut self, ap: istio::AuthorizationPolicy, obj: &Object<'_>) {
+        let Some(namespace) = self.identify("AuthorizationPolicy", &ap.metadata, obj) else {
+            return;
+        };
+        match istio::lower_authz(&ap, &namespace, obj) {
+            Ok(ir) => {
+                let mut ap = ap;
+                ap.metadata.namespace = Some(namespace);
+                self.authz.push((ir, ap));
+            }
+            Err(ds) => self.diags.extend(ds),
+        }
+    }
+
+    fn peer_authentication(&mut self, pa: istio::PeerAuthentication, obj: &Object<'_>) {
+        let Some(namespace) = self.identify("PeerAuthentication", &pa.metadata, obj) else {
+            return;
+        };
+        match istio::lower_peer_authn(&pa, &namespace, obj) {
+            Ok(ir) => self.cluster.peer_authentications.push(ir),
+            Err(ds) => self.diags.extend(ds),
+        }
     }
 
     fn network_policy(&mut self, np: networking::NetworkPolicy, obj: &Object<'_>) {
@@ -529,6 +615,17 @@ impl Loader<'_> {
         let (ir, typed): (Vec<_>, Vec<_>) = self.policies.into_iter().unzip();
         self.cluster.network_policies = ir;
         self.cluster.network_policy_sources = typed;
+        self.authz
+            .sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
+        let (ir, typed): (Vec<_>, Vec<_>) = self.authz.into_iter().unzip();
+        self.cluster.authorization_policies = ir;
+        self.cluster.authorization_policy_sources = typed;
+        self.cluster
+            .peer_authentications
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.cluster
+            .services
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.cluster
     }
 }
@@ -538,6 +635,7 @@ fn workload(
     namespace: String,
     meta: &ObjectMeta,
     labels: Option<Labels>,
+    annotations: Option<&BTreeMap<String, String>>,
     spec: Option<&core::PodSpec>,
     obj: &Object<'_>,
 ) -> Workload {
@@ -587,6 +685,9 @@ fn workload(
         ports,
         ips: Vec::new(),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        inject_annotation: annotations
+            .and_then(|a| a.get("sidecar.istio.io/inject"))
+            .cloned(),
         location: Locate::locate(obj, &["metadata".into(), "name".into()]),
     }
 }

@@ -128,6 +128,9 @@ pub struct Workload {
     /// present in the input).
     pub ips: Vec<IpAddr>,
     pub host_network: bool,
+    /// The pod's `sidecar.istio.io/inject` annotation (the label form is in
+    /// `labels`).
+    pub inject_annotation: Option<String>,
     pub location: Option<Location>,
 }
 
@@ -222,6 +225,15 @@ pub fn ip_block_contains(cidr: &IpNet, except: &[IpNet], ip: IpAddr) -> bool {
     cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
 }
 
+/// A Service: only what authorization needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.selector`; `None` for a Service without a selector.
+    pub selector: Option<Labels>,
+}
+
 /// Everything loaded from the input.
 #[derive(Debug, Default, Clone)]
 pub struct Cluster {
@@ -233,6 +245,17 @@ pub struct Cluster {
     /// The typed NetworkPolicies as read, in the same order as
     /// `network_policies` (the reference evaluator reads these).
     pub network_policy_sources: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    /// Istio AuthorizationPolicies, sorted by namespace, then name.
+    pub authorization_policies: Vec<crate::authz::AuthzPolicy>,
+    /// The typed AuthorizationPolicies as read, in the same order (the
+    /// reference evaluator reads these).
+    pub authorization_policy_sources: Vec<crate::istio::AuthorizationPolicy>,
+    /// Istio PeerAuthentications, sorted by namespace, then name.
+    pub peer_authentications: Vec<crate::authz::PeerAuthn>,
+    /// Mesh settings from the `istio` ConfigMap of `istio-system`.
+    pub mesh: crate::authz::MeshSettings,
+    /// Services (for policies attached to them with `targetRefs`).
+    pub services: Vec<Service>,
     /// Objects of kinds ambit does not read, counted by `apiVersion/kind`.
     pub skipped: BTreeMap<String, usize>,
     /// Objects read, counted by kind.

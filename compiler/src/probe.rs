@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::authz::{ExtAuthz, Note, Request, View};
 use crate::diag::{Code, Diagnostic};
 use crate::model::{Direction, Protocol};
 use crate::source::{Location, SourceFile};
@@ -57,6 +58,9 @@ pub struct Probe {
     pub to: Endpoint,
     pub port: u16,
     pub protocol: Protocol,
+    /// The HTTP request on the connection, if the probe gives one.
+    pub request: Option<Request>,
+    pub ext_authz: ExtAuthz,
 }
 
 /// One entry of `decided_by`.
@@ -173,6 +177,34 @@ pub fn resolve(
                 .at_location(at("protocol"))
         })?,
     };
+    let ext_authz = match spec
+        .ext_authz
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => ExtAuthz::Unknown,
+        Some("allow") => ExtAuthz::Allow,
+        Some("deny") => ExtAuthz::Deny,
+        Some(other) => {
+            return Err(Diagnostic::new(
+                Code::InvalidProbe,
+                format!("`ext_authz: {other}` is neither `allow` nor `deny`"),
+            )
+            .with_help("`ext_authz` says what a CUSTOM policy's external authorizer answers")
+            .at_location(at("ext_authz")));
+        }
+    };
+    let request = spec.http.as_ref().map(|h| Request {
+        method: h.method.clone(),
+        path: h.path.clone(),
+        host: h.host.clone(),
+        headers: h
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+    });
     Ok(Probe {
         from_name: spec.from.clone(),
         to_name: spec.to.clone(),
@@ -180,6 +212,8 @@ pub fn resolve(
         to,
         port,
         protocol,
+        request,
+        ext_authz,
     })
 }
 
@@ -238,17 +272,53 @@ pub fn answer(tables: &Tables, p: &Probe) -> Answer {
     ] {
         decided_by.extend(decided_by_entries(tables, direction, verdict, remote));
     }
+    let (mut full_notes, mut l4_notes) = (Vec::new(), Vec::new());
+    let authorize = |view, notes| {
+        tables.authorize(
+            p.from,
+            p.to,
+            p.protocol,
+            p.port,
+            p.request.as_ref(),
+            p.ext_authz,
+            view,
+            Some(notes),
+        )
+    };
+    let full = authorize(View::Full, &mut full_notes);
+    let l4 = authorize(View::L4, &mut l4_notes);
+    let as_entry = |n: Note| DecidedBy {
+        kind: n.kind.to_owned(),
+        namespace: n.namespace,
+        name: n.name,
+        rule: n.rule,
+        effect: n.effect,
+    };
+    let full_entries: Vec<DecidedBy> = full_notes.into_iter().map(as_entry).collect();
+    let l4_entries: Vec<DecidedBy> = l4_notes
+        .into_iter()
+        .map(as_entry)
+        .filter(|e| !full_entries.contains(e))
+        .map(|mut e| {
+            if !e.effect.contains("L4") {
+                e.effect = format!("at L4 (ztunnel): {}", e.effect);
+            }
+            e
+        })
+        .collect();
+    decided_by.extend(full_entries);
+    decided_by.extend(l4_entries);
     if explanation.self_traffic {
         decided_by.clear();
     }
+    let own = explanation.self_traffic;
     Answer {
         from: p.from_name.clone(),
         to: p.to_name.clone(),
         port: p.port,
         protocol: p.protocol,
-        allowed: explanation.allowed,
-        // No authorization layer yet: an L4-only enforcer decides the same.
-        l4_allowed: explanation.allowed,
+        allowed: explanation.allowed && (own || full),
+        l4_allowed: explanation.allowed && (own || l4),
         decided_by,
         explanation,
     }

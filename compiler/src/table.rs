@@ -40,6 +40,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::authz::{ExtAuthz, MeshMode, Note, Request, Source, View};
 use crate::labels::Labels;
 use crate::model::{ContainerPort, Direction, PortSpec, Protocol, WorkloadKind, ip_block_contains};
 
@@ -58,6 +59,9 @@ pub struct Tables {
     pub rules: Vec<TableRule>,
     pub ingress: Vec<Isolation>,
     pub egress: Vec<Isolation>,
+    /// The authorization layer (Istio): see [`crate::authz`].
+    #[serde(default)]
+    pub authz: crate::authz::AuthzTables,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +283,24 @@ impl Tables {
                 return bad("a rule names a class that does not exist");
             }
         }
+        let a = &self.authz;
+        if a.classes.len() != n {
+            return bad("the authorization layer needs one entry per class");
+        }
+        for c in &a.classes {
+            if c.policies
+                .iter()
+                .chain(&c.waypoint_policies)
+                .any(|&p| p as usize >= a.policies.len())
+                || c.mtls
+                    .from
+                    .iter()
+                    .chain(c.mtls.ports.iter().map(|(_, _, p)| p))
+                    .any(|&p| p as usize >= a.peer_authentications.len())
+            {
+                return bad("an authorization entry names a policy that does not exist");
+            }
+        }
         for iso in self.ingress.iter().chain(&self.egress) {
             if iso.rules.iter().any(|&r| r as usize >= self.rules.len())
                 || iso
@@ -306,14 +328,119 @@ impl Tables {
             .map(|i| i as u32)
     }
 
-    /// Is the flow allowed? Allocation-free.
+    /// Is the connection allowed by what an L4 enforcer applies: the
+    /// NetworkPolicy layer and the L4 view of authorization (what ztunnel
+    /// and the ambit agent enforce)? Allocation-free.
     pub fn decide(&self, from: Endpoint, to: Endpoint, protocol: Protocol, port: u16) -> bool {
+        self.decide_network(from, to, protocol, port)
+            && (self.is_self(from, to)
+                || self.authorize(
+                    from,
+                    to,
+                    protocol,
+                    port,
+                    None,
+                    ExtAuthz::Unknown,
+                    View::L4,
+                    None,
+                ))
+    }
+
+    /// The full decision of an L7-capable enforcer for a connection (and its
+    /// HTTP request, when given).
+    pub fn decide_full(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        protocol: Protocol,
+        port: u16,
+        request: Option<&Request>,
+        ext_authz: ExtAuthz,
+    ) -> bool {
+        self.decide_network(from, to, protocol, port)
+            && (self.is_self(from, to)
+                || self.authorize(
+                    from,
+                    to,
+                    protocol,
+                    port,
+                    request,
+                    ext_authz,
+                    View::Full,
+                    None,
+                ))
+    }
+
+    /// The NetworkPolicy layer alone: the source's egress and the
+    /// destination's ingress. Allocation-free.
+    pub fn decide_network(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        protocol: Protocol,
+        port: u16,
+    ) -> bool {
         self.is_self(from, to)
             || self.sides(from, to).iter().all(|side| {
                 side.is_none_or(|(iso, remote, dst)| {
                     self.side_allows(iso, remote, dst, protocol, port)
                 })
             })
+    }
+
+    /// The authorization layer alone, in one view. Only TCP is proxied by the
+    /// mesh: other protocols, and destinations outside the inventory, are not
+    /// subject to it. `notes` receives what decided.
+    #[allow(clippy::too_many_arguments)]
+    pub fn authorize(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        protocol: Protocol,
+        port: u16,
+        request: Option<&Request>,
+        ext_authz: ExtAuthz,
+        view: View,
+        notes: Option<&mut Vec<Note>>,
+    ) -> bool {
+        let Endpoint::Workload(dw) = to else {
+            return true;
+        };
+        if protocol != Protocol::Tcp {
+            return true;
+        }
+        let dst = &self.workloads[dw as usize];
+        let source = match from {
+            Endpoint::Workload(sw) => {
+                let w = &self.workloads[sw as usize];
+                let c = &self.classes[w.class as usize];
+                let a = &self.authz.classes[w.class as usize];
+                Source {
+                    mesh: a.mesh,
+                    principal: a.principal.as_deref(),
+                    namespace: Some(&c.namespace),
+                    service_account: Some(&c.service_account),
+                    ip: w.ips.first().copied(),
+                }
+            }
+            Endpoint::Ip(ip) => Source {
+                mesh: MeshMode::None,
+                principal: None,
+                namespace: None,
+                service_account: None,
+                ip: Some(ip),
+            },
+        };
+        self.authz.authorize(
+            &source,
+            &self.authz.classes[dst.class as usize],
+            dst.ips.first().copied(),
+            port,
+            request,
+            ext_authz,
+            view,
+            notes,
+        )
     }
 
     /// The decision and the rules or policies that made it.
@@ -512,7 +639,24 @@ impl Tables {
         }
         if let Some(c) = dst_class {
             add_iso(&self.ingress[c as usize]);
+            // Ports that authorization singles out.
+            let a = &self.authz.classes[c as usize];
+            for &(port, _, _) in &a.mtls.ports {
+                cuts.extend([port as u32, port as u32 + 1]);
+            }
+            for &pi in &a.policies {
+                for rule in &self.authz.policies[pi as usize].rules {
+                    for f in rule.fields() {
+                        for v in f.values.iter().chain(&f.not_values) {
+                            if let crate::authz::Pattern::Port(port) = v {
+                                cuts.extend([*port as u32, *port as u32 + 1]);
+                            }
+                        }
+                    }
+                }
+            }
         }
+        cuts.retain(|&c| c >= 1);
         cuts.sort_unstable();
         cuts.dedup();
         let mut set = PortSet::default();

@@ -241,6 +241,7 @@ fn cluster() -> impl Strategy<Value = (Cluster, Vec<NetworkPolicy>)> {
                         .map(|i| vec![IPS[i].parse().unwrap()])
                         .unwrap_or_default(),
                     host_network: false,
+                    inject_annotation: None,
                     location: None,
                 });
             }

@@ -52,6 +52,14 @@ pub fn load(input: &InputArgs, json: bool, verbose: u8) -> Result<(Cluster, Tabl
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(Status::Error);
     }
-    let tables = ambit_compiler::compile::compile(&cluster);
+    let options = ambit_compiler::compile::CompileOptions {
+        mesh: ambit_compiler::authz::MeshSettings {
+            root_namespace: input.root_namespace.clone(),
+            trust_domain: input.trust_domain.clone(),
+            trust_domain_aliases: (!input.trust_domain_aliases.is_empty())
+                .then(|| input.trust_domain_aliases.clone()),
+        },
+    };
+    let tables = ambit_compiler::compile::compile_with(&cluster, &options);
     Ok((cluster, tables))
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use ambit_compiler::diag::{Code, Diagnostic};
-use ambit_compiler::probe::{self, Answer, Probe, ProbeSpec};
+use ambit_compiler::probe::{self, Answer, HttpSpec, Probe, ProbeSpec};
 use ambit_compiler::source::SourceFile;
 use ambit_compiler::table::{Tables, Verdict};
 
@@ -70,15 +70,45 @@ fn probes(args: &QueryArgs, tables: &Tables) -> Result<Vec<Probe>, Vec<Diagnosti
         to: args.to.clone().unwrap_or_default(),
         port: args.port.unwrap_or_default(),
         protocol: args.protocol.clone(),
-        http: None,
-        ext_authz: None,
+        http: http(args)?,
+        ext_authz: args.ext_authz.clone(),
     };
     probe::resolve(&spec, tables, |_| None)
         .map(|p| vec![p])
         .map_err(|d| vec![d])
 }
 
-/// Two lines: the decision, then why.
+/// The `--method/--path/--host/--header` request, if any flag is given.
+fn http(args: &QueryArgs) -> Result<Option<HttpSpec>, Vec<Diagnostic>> {
+    if args.method.is_none()
+        && args.path.is_none()
+        && args.host.is_none()
+        && args.headers.is_empty()
+    {
+        return Ok(None);
+    }
+    let mut headers = std::collections::BTreeMap::new();
+    for h in &args.headers {
+        let Some((k, v)) = h.split_once(':') else {
+            return Err(vec![
+                Diagnostic::new(
+                    Code::InvalidProbe,
+                    format!("header `{h}` is not `NAME:VALUE`"),
+                )
+                .with_help("write `--header x-tenant:acme`"),
+            ]);
+        };
+        headers.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    Ok(Some(HttpSpec {
+        method: args.method.clone(),
+        path: args.path.clone(),
+        host: args.host.clone(),
+        headers,
+    }))
+}
+
+/// The decision, then why.
 fn human(out: &mut impl Write, tables: &Tables, a: &Answer) -> std::io::Result<()> {
     let verdict = if a.allowed { "allowed" } else { "denied" };
     writeln!(
@@ -125,7 +155,29 @@ fn human(out: &mut impl Write, tables: &Tables, a: &Answer) -> std::io::Result<(
         };
         reasons.push(format!("{side} of {who}: {why}"));
     }
-    writeln!(out, "  {}", reasons.join("; "))
+    if !reasons.is_empty() {
+        writeln!(out, "  {}", reasons.join("; "))?;
+    }
+    for d in a.decided_by.iter().filter(|d| d.kind != "NetworkPolicy") {
+        let rule = if d.rule.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", d.rule)
+        };
+        writeln!(
+            out,
+            "  {} {}/{}{rule}: {}",
+            d.kind, d.namespace, d.name, d.effect
+        )?;
+    }
+    if a.l4_allowed != a.allowed {
+        let l4 = if a.l4_allowed { "allowed" } else { "denied" };
+        writeln!(
+            out,
+            "  an L4-only enforcer (ztunnel) decides differently: {l4}"
+        )?;
+    }
+    Ok(())
 }
 
 fn list(items: &[String]) -> String {

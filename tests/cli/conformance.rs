@@ -153,3 +153,111 @@ fn netpol_conformance_cases() {
         failures.join("\n")
     );
 }
+
+#[derive(Deserialize)]
+struct AuthzExpect {
+    #[allow(dead_code)]
+    description: String,
+    #[serde(default)]
+    args: Vec<String>,
+    probes: Vec<serde_json::Map<String, Value>>,
+}
+
+/// The AuthorizationPolicy cases of `testdata/conformance/authz`: each probe's
+/// `allowed` and `l4_allowed`, and the strings its `decided_by` must mention.
+#[test]
+fn authz_conformance_cases() {
+    let base = testdata("conformance/authz");
+    let mut cases: Vec<_> = fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 50,
+        "at least 50 cases, found {}",
+        cases.len()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let expect: AuthzExpect =
+            serde_saphyr::from_str(&fs::read_to_string(case.join("expect.yaml")).unwrap())
+                .unwrap_or_else(|e| panic!("{name}/expect.yaml: {e}"));
+        let probe_file = tmp.path().join(format!("{name}.json"));
+        fs::write(&probe_file, serde_json::to_string(&expect.probes).unwrap()).unwrap();
+        let mut args = vec![
+            "query".to_owned(),
+            base.join("cluster.yaml").display().to_string(),
+            case.join("policies.yaml").display().to_string(),
+            "--probes".to_owned(),
+            probe_file.display().to_string(),
+            "-o".to_owned(),
+            "json".to_owned(),
+        ];
+        args.extend(expect.args.iter().cloned());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ambit(&argv);
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || code == Some(1),
+            "{name}: exit {code:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            answers.len(),
+            expect.probes.len(),
+            "{name}: one answer per probe"
+        );
+        for (probe, got) in expect.probes.iter().zip(&answers) {
+            checked += 1;
+            let what = format!(
+                "{name}: {} -> {} {}{}",
+                probe["from"],
+                probe["to"],
+                probe["port"],
+                probe
+                    .get("http")
+                    .map(|h| format!(" http {h}"))
+                    .unwrap_or_default()
+            );
+            for key in ["allowed", "l4_allowed"] {
+                let want = probe
+                    .get(key)
+                    .and_then(Value::as_bool)
+                    .unwrap_or_else(|| panic!("{what}: `{key}` missing"));
+                if got[key].as_bool() != Some(want) {
+                    failures.push(format!(
+                        "{what}: {key} expected {want}, got {} ({})",
+                        got[key], got["decided_by"]
+                    ));
+                }
+            }
+            let decided = got["decided_by"].to_string();
+            for m in probe
+                .get("mentions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let m = m.as_str().unwrap();
+                if !decided.contains(m) {
+                    failures.push(format!(
+                        "{what}: decided_by does not mention `{m}`: {decided}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} probes differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
