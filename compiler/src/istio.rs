@@ -454,7 +454,23 @@ fn rule(cx: &mut Cx<'_>, r: &RuleSpec, namespace: &str, rp: &[Seg]) -> AuthzRule
                 &s.remote_ip_blocks,
                 &s.not_remote_ip_blocks,
             );
-            if fields.is_empty() {
+            let set = [
+                &s.principals,
+                &s.not_principals,
+                &s.request_principals,
+                &s.not_request_principals,
+                &s.namespaces,
+                &s.not_namespaces,
+                &s.service_accounts,
+                &s.not_service_accounts,
+                &s.ip_blocks,
+                &s.not_ip_blocks,
+                &s.remote_ip_blocks,
+                &s.not_remote_ip_blocks,
+            ]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
+            if !set {
                 cx.error(
                     Code::EmptyRuleField,
                     &sp,
@@ -515,7 +531,19 @@ fn rule(cx: &mut Cx<'_>, r: &RuleSpec, namespace: &str, rp: &[Seg]) -> AuthzRule
                 &o.not_methods,
             );
             f(Attr::Path, "paths", "notPaths", &o.paths, &o.not_paths);
-            if fields.is_empty() {
+            let set = [
+                &o.hosts,
+                &o.not_hosts,
+                &o.ports,
+                &o.not_ports,
+                &o.methods,
+                &o.not_methods,
+                &o.paths,
+                &o.not_paths,
+            ]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
+            if !set {
                 cx.error(
                     Code::EmptyRuleField,
                     &op,
@@ -872,7 +900,10 @@ pub fn mesh_settings(text: &str) -> Result<MeshSettings, String> {
     if text.trim().is_empty() {
         return Ok(MeshSettings::default());
     }
-    let spec: MeshConfigSpec = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let spec: MeshConfigSpec = serde_saphyr::from_str(text).map_err(|e| {
+        let m = e.to_string();
+        m.trim_start_matches("error: ").to_owned()
+    })?;
     Ok(MeshSettings {
         root_namespace: spec.root_namespace.filter(|s| !s.is_empty()),
         trust_domain: spec.trust_domain.filter(|s| !s.is_empty()),

@@ -473,7 +473,7 @@ impl Loader<'_> {
             Err(e) => self.diags.push(
                 Diagnostic::new(
                     Code::InvalidMeshConfig,
-                    format!("the mesh config is not valid: {e}"),
+                    format!("the mesh config in `data.mesh` is not valid: {e}"),
                 )
                 .with_help("`data.mesh` holds MeshConfig as YAML text (trustDomain, trustDomainAliases, rootNamespace, ...)")
                 .at(obj.file(), obj.locate(&["data".into(), "mesh".into()])),

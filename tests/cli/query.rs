@@ -198,3 +198,108 @@ fn the_demo_expectations_hold() {
         );
     }
 }
+
+const AUTHZ: &str = "testdata/conformance/authz";
+
+/// An HTTP request given on the command line is decided by L7 rules; the
+/// answer tells when ztunnel (L4 only) would decide otherwise.
+#[test]
+fn an_http_probe_is_decided_by_l7_rules_and_shows_the_l4_view() {
+    let policies = format!("{AUTHZ}/23-deny-methods-with-port/policies.yaml");
+    let base = format!("{AUTHZ}/cluster.yaml");
+    let args = |method: &'static str| {
+        vec![
+            "query",
+            &base,
+            &policies,
+            "--from",
+            "bar/client",
+            "--to",
+            "foo/api",
+            "--port",
+            "8080",
+            "--method",
+            method,
+            "--path",
+            "/orders",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<String>>()
+    };
+    let run = |a: Vec<String>| ambit(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    insta::assert_snapshot!("authz_http_get_human", transcript(&run(args("GET"))));
+    let mut json = args("POST");
+    json.extend(["-o".to_owned(), "json".to_owned()]);
+    let out = run(json);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["allowed"], false);
+    assert_eq!(v[0]["l4_allowed"], false);
+    insta::assert_snapshot!("authz_http_post_json", transcript(&out));
+}
+
+/// A CUSTOM policy's answer is unknown statically unless the probe says it.
+#[test]
+fn a_custom_policy_needs_the_ext_authz_answer() {
+    let policies = format!("{AUTHZ}/37-custom-http-ext-authz/policies.yaml");
+    let base = format!("{AUTHZ}/cluster.yaml");
+    let probe = |ext: Option<&str>| {
+        let mut a = vec![
+            "query",
+            &base,
+            &policies,
+            "--from",
+            "bar/client",
+            "--to",
+            "foo/api",
+            "--port",
+            "8080",
+            "--method",
+            "GET",
+            "--path",
+            "/secure/x",
+            "-o",
+            "json",
+        ];
+        if let Some(e) = ext {
+            a.extend(["--ext-authz", e]);
+        }
+        let out = ambit(&a);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
+    };
+    let unknown = probe(None);
+    assert_eq!(unknown["allowed"], false, "{unknown}");
+    assert!(unknown["decided_by"].to_string().contains("provider"));
+    assert_eq!(probe(Some("allow"))["allowed"], true);
+    assert_eq!(probe(Some("deny"))["allowed"], false);
+}
+
+/// `--trust-domain` changes the identities workloads present.
+#[test]
+fn the_trust_domain_flag_changes_identities() {
+    let policies = format!("{AUTHZ}/47-trust-domain-from-args/policies.yaml");
+    let base = format!("{AUTHZ}/cluster.yaml");
+    let out = ambit(&[
+        "compile",
+        &base,
+        &policies,
+        "--trust-domain",
+        "example.org",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let tables: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tables["authz"]["trust"]["trust_domain"], "example.org");
+    let principals: Vec<&str> = tables["authz"]["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["principal"].as_str())
+        .collect();
+    assert!(
+        principals.contains(&"example.org/ns/foo/sa/web"),
+        "{principals:?}"
+    );
+}
