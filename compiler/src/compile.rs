@@ -1,8 +1,9 @@
 //! Compiling the cluster model into decision tables.
 //!
 //! Workloads are grouped into equivalence classes: same namespace, pod labels,
-//! service account, container ports, and the same set of `ipBlock`s matching
-//! their pod IPs. Every policy decision depends on nothing else, so workloads
+//! service account, container ports, the same set of `ipBlock`s matching
+//! their pod IPs, the same mesh-relevant settings (hostNetwork, injection
+//! annotation) and the same AuthorizationPolicy CIDRs holding their first IP. Every policy decision depends on nothing else, so workloads
 //! of a class are decided identically and the tables grow with the number of
 //! distinct policy-relevant shapes, not with the number of pods.
 

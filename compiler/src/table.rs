@@ -19,6 +19,7 @@
 //! | `policies` | `[{kind, namespace, name}]`: what `rules` point back to |
 //! | `rules` | `[{policy, direction, index, peers, ports}]`: every rule of every policy, resolved against the classes |
 //! | `ingress`, `egress` | one entry per class: `{policies, rules}`: the policies that isolate the class in that direction (empty: not isolated, default allow) and the rules that may admit a flow |
+//! | `authz` | the authorization layer (Istio): `{trust, root_namespace, policies, peer_authentications, classes}`; `policies` are the lowered AuthorizationPolicies (see [`crate::authz`]); `classes` has one entry per class: `{mesh, principal, policies, waypoint_policies, mtls}` (mesh mode `none`/`ambient`/`sidecar`, identity, the policies that apply, those attached to its waypoint, the effective mTLS mode and port overrides) |
 //!
 //! A rule's `peers` is `{all, classes, ip_classes, ip_blocks}`: `all` admits
 //! every remote endpoint; `classes` are the classes its selectors match;
@@ -31,9 +32,12 @@
 //! # Deciding
 //!
 //! A flow from `S` to `D` on `port/protocol` is allowed when `S`'s egress entry
-//! is empty or one of its rules admits `D`, and `D`'s ingress entry is empty or
-//! one of its rules admits `S`. A workload reaching itself (a Pod to itself) is
-//! always allowed. [`Tables::decide`] does this with no allocation.
+//! is empty or one of its rules admits `D`, `D`'s ingress entry is empty or
+//! one of its rules admits `S`, and (TCP only) `D`'s authorization admits it
+//! in the view asked for ([`Tables::decide`]: the L4 view the agent
+//! enforces; [`Tables::decide_full`]: an L7 proxy's). A workload reaching
+//! itself (a Pod to itself) is always allowed. [`Tables::decide`] does this
+//! with no allocation.
 
 use std::net::IpAddr;
 

@@ -5,7 +5,7 @@ use std::fs;
 
 use ambit_compiler::table::Tables;
 
-use super::util::{ambit, ambit_in, root, testdata};
+use super::util::{ambit, ambit_in, root};
 
 /// Split a multi-document file into its documents.
 fn documents(text: &str) -> Vec<String> {
@@ -27,10 +27,13 @@ fn documents(text: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn tables_do_not_depend_on_file_or_document_order() {
-    let demo = testdata("demo");
-    let a = ambit(&["compile", "testdata/demo", "-o", "json"]);
+/// Compile `inputs` (relative to the repository), then the same documents
+/// reversed and regrouped into files in another order: same bytes.
+fn assert_order_independent(inputs: &[&str]) {
+    let mut args = vec!["compile"];
+    args.extend(inputs);
+    args.extend(["-o", "json"]);
+    let a = ambit(&args);
     assert_eq!(
         a.status.code(),
         Some(0),
@@ -38,17 +41,13 @@ fn tables_do_not_depend_on_file_or_document_order() {
         String::from_utf8_lossy(&a.stderr)
     );
 
-    // The same documents, reversed and split into files in another order.
     let mut docs = Vec::new();
-    let mut stack = vec![demo];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml") {
-                docs.extend(documents(&fs::read_to_string(&p).unwrap()));
-            }
+    let mut stack: Vec<std::path::PathBuf> = inputs.iter().map(|i| root().join(i)).collect();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(fs::read_dir(path).unwrap().flatten().map(|e| e.path()));
+        } else if path.extension().is_some_and(|x| x == "yaml") {
+            docs.extend(documents(&fs::read_to_string(&path).unwrap()));
         }
     }
     docs.reverse();
@@ -71,6 +70,21 @@ fn tables_do_not_depend_on_file_or_document_order() {
         String::from_utf8_lossy(&a.stdout),
         String::from_utf8_lossy(&b.stdout)
     );
+}
+
+#[test]
+fn tables_do_not_depend_on_file_or_document_order() {
+    assert_order_independent(&["testdata/demo"]);
+    // With the authorization layer: policies, PeerAuthentications, mesh config.
+    for case in [
+        "44-peerauth-port-level",
+        "48-trust-domain-aliases-configmap",
+        "65-targetref-service-allow",
+        "30-allow-policies-union",
+    ] {
+        let policies = format!("testdata/conformance/authz/{case}/policies.yaml");
+        assert_order_independent(&["testdata/conformance/authz/cluster.yaml", &policies]);
+    }
 }
 
 #[test]
