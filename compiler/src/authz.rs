@@ -1011,8 +1011,9 @@ impl AuthzTables {
         for (pi, p) in applying().filter(|(_, p)| p.action == Action::Allow) {
             let hit = first_match(p);
             if p.dry_run {
-                if let Some((ri, _)) = hit {
-                    notes.push(|| self.note(pi, Some(ri), "dry-run: would allow"));
+                match hit {
+                    Some((ri, _)) => notes.push(|| self.note(pi, Some(ri), "dry-run: would allow")),
+                    None => notes.push(|| self.note(pi, None, "dry-run: no rule would allow")),
                 }
                 continue;
             }
@@ -1026,15 +1027,6 @@ impl AuthzTables {
             }
         }
         if !any_allow || allowed {
-            if !any_allow && allow.iter().any(|(_, p)| p.dry_run) {
-                notes.push(|| Note {
-                    kind: "AuthorizationPolicy",
-                    namespace: String::new(),
-                    name: String::new(),
-                    rule: String::new(),
-                    effect: "dry-run ALLOW policies only: allowed".into(),
-                });
-            }
             return true;
         }
         for (pi, p) in allow.into_iter().filter(|(_, p)| !p.dry_run) {
