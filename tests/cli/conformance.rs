@@ -81,10 +81,9 @@ fn probes(expect: &Expect) -> Vec<(Value, bool)> {
     out
 }
 
-#[test]
-fn netpol_conformance_cases() {
-    let base = testdata("conformance/netpol");
-    let mut cases: Vec<_> = fs::read_dir(&base)
+/// The case folders under `base`, in name order; at least `minimum` of them.
+fn case_dirs(base: &std::path::Path, minimum: usize) -> Vec<std::path::PathBuf> {
+    let mut cases: Vec<_> = fs::read_dir(base)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -92,10 +91,18 @@ fn netpol_conformance_cases() {
         .collect();
     cases.sort();
     assert!(
-        cases.len() >= 40,
-        "at least 40 scenarios, found {}",
+        cases.len() >= minimum,
+        "at least {minimum} cases in {}, found {}",
+        base.display(),
         cases.len()
     );
+    cases
+}
+
+#[test]
+fn netpol_conformance_cases() {
+    let base = testdata("conformance/netpol");
+    let cases = case_dirs(&base, 40);
     let tmp = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -168,18 +175,7 @@ struct AuthzExpect {
 #[test]
 fn authz_conformance_cases() {
     let base = testdata("conformance/authz");
-    let mut cases: Vec<_> = fs::read_dir(&base)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(
-        cases.len() >= 50,
-        "at least 50 cases, found {}",
-        cases.len()
-    );
+    let cases = case_dirs(&base, 50);
     let tmp = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
