@@ -13,11 +13,12 @@ use sha2::{Digest, Sha256};
 
 use ipnet::IpNet;
 
+use crate::admin::{Action, AdminPeer, AdminPolicy, AdminPort, Node, PodSet, Tier};
 use crate::authz::{
     self, AuthzClass, AuthzPolicy, AuthzTables, MeshMode, MeshSettings, Mtls, MtlsMode, Pattern,
 };
 use crate::labels::Labels;
-use crate::model::{Cluster, ContainerPort, Direction, Peer, Rule};
+use crate::model::{Cluster, ContainerPort, Direction, Peer, PortSpec, Rule};
 use crate::table::{
     Class, ClassId, FORMAT, IpBlock, Isolation, NamespaceEntry, Peers, PolicyEntry, TableRule,
     Tables, WorkloadEntry,
@@ -84,6 +85,16 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
             Peer::Pods { .. } => None,
         })
         .collect();
+    // Admin policies' networks and the addresses of nodes they select.
+    for rule in cluster
+        .admin_policies
+        .iter()
+        .flat_map(|p| p.ingress.iter().chain(&p.egress))
+    {
+        for peer in &rule.peers {
+            blocks.extend(admin_peer_blocks(peer, &cluster.nodes));
+        }
+    }
     blocks.sort();
     blocks.dedup();
 
@@ -155,6 +166,8 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
             kind: "NetworkPolicy".into(),
             namespace: np.namespace.clone(),
             name: np.name.clone(),
+            tier: None,
+            priority: None,
         });
         let selected: Vec<ClassId> = classes
             .iter()
@@ -185,12 +198,106 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
                         &ns_labels,
                     ),
                     ports: rule.ports.clone(),
+                    action: None,
+                    name: None,
+                    fail_closed: false,
+                    domain_names: false,
                 });
             }
             for &c in &selected {
                 let iso = &mut table[c as usize];
                 iso.policies.push(pid);
                 iso.rules.extend(first_rule..rules.len() as u32);
+            }
+        }
+    }
+
+    // Admin and Baseline tiers, in evaluation order.
+    let host_network: Vec<bool> = class_ids.keys().map(|k| k.host_network).collect();
+    let mut order: Vec<&AdminPolicy> = cluster.admin_policies.iter().collect();
+    order.sort_by(|a, b| (a.tier, a.order_key()).cmp(&(b.tier, b.order_key())));
+    let pods_in = |set: &PodSet, c: usize| {
+        let class = &classes[c];
+        !host_network[c]
+            && set.pods.matches(&class.labels)
+            && ns_labels(&class.namespace).is_some_and(|l| set.namespaces.matches(l))
+    };
+    for ap in order {
+        let pid = policies.len() as u32;
+        policies.push(PolicyEntry {
+            kind: ap.kind.as_str().to_owned(),
+            namespace: String::new(),
+            name: ap.name.clone(),
+            tier: Some(ap.tier),
+            priority: ap.priority,
+        });
+        let subjects: Vec<usize> = (0..classes.len())
+            .filter(|&c| pods_in(&ap.subject, c))
+            .collect();
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let first_rule = rules.len() as u32;
+            for (index, rule) in ap.rules(direction).iter().enumerate() {
+                let mut peers = Peers::default();
+                if rule.fails_closed() {
+                    // An Accept matches nothing; a Deny or Pass denies all.
+                    peers.all = rule.action != Action::Accept;
+                } else {
+                    for peer in &rule.peers {
+                        if let AdminPeer::Pods(set) = peer {
+                            for c in (0..classes.len()).filter(|&c| pods_in(set, c)) {
+                                peers.classes.insert(c as ClassId);
+                            }
+                        }
+                        for block in admin_peer_blocks(peer, &cluster.nodes) {
+                            add_block(&mut peers, block, &blocks, &class_blocks);
+                        }
+                    }
+                }
+                let ports = if rule.fails_closed() {
+                    None
+                } else {
+                    rule.ports.as_ref().map(|list| {
+                        list.iter()
+                            .map(|p| match p {
+                                AdminPort::Range {
+                                    protocol,
+                                    start,
+                                    end,
+                                } => PortSpec::Range {
+                                    protocol: *protocol,
+                                    start: *start,
+                                    end: *end,
+                                },
+                                AdminPort::Named(name) => {
+                                    PortSpec::NamedAnyProtocol { name: name.clone() }
+                                }
+                            })
+                            .collect()
+                    })
+                };
+                rules.push(TableRule {
+                    policy: pid,
+                    direction,
+                    index: index as u32,
+                    peers,
+                    ports,
+                    action: Some(rule.effective_action()),
+                    name: rule.name.clone(),
+                    fail_closed: rule.fails_closed(),
+                    domain_names: rule.has_domain_names(),
+                });
+            }
+            let table = match direction {
+                Direction::Ingress => &mut ingress,
+                Direction::Egress => &mut egress,
+            };
+            for &c in &subjects {
+                let iso = &mut table[c];
+                let ids = first_rule..rules.len() as u32;
+                match ap.tier {
+                    Tier::Admin => iso.admin.extend(ids),
+                    Tier::Baseline => iso.baseline.extend(ids),
+                }
             }
         }
     }
@@ -408,21 +515,51 @@ fn peers<'a>(
                     cidr: *cidr,
                     except: except.clone(),
                 };
-                let bi = blocks
-                    .binary_search(&block)
-                    .expect("every block was collected");
-                for (i, cb) in class_blocks.iter().enumerate() {
-                    if cb.contains(&bi) {
-                        out.ip_classes.insert(i as ClassId);
-                    }
-                }
-                if !out.ip_blocks.contains(&block) {
-                    out.ip_blocks.push(block);
-                }
+                add_block(&mut out, block, blocks, class_blocks);
             }
         }
     }
     out
+}
+
+/// Admit an address block: the classes whose pod IPs it holds, and addresses
+/// outside the inventory.
+fn add_block(out: &mut Peers, block: IpBlock, blocks: &[IpBlock], class_blocks: &[&[usize]]) {
+    let bi = blocks
+        .binary_search(&block)
+        .expect("every block was collected");
+    for (i, cb) in class_blocks.iter().enumerate() {
+        if cb.contains(&bi) {
+            out.ip_classes.insert(i as ClassId);
+        }
+    }
+    if !out.ip_blocks.contains(&block) {
+        out.ip_blocks.push(block);
+    }
+}
+
+/// The address blocks an admin peer matches: its networks, or the addresses
+/// of the nodes it selects (one host route each).
+fn admin_peer_blocks(peer: &AdminPeer, nodes: &[Node]) -> Vec<IpBlock> {
+    match peer {
+        AdminPeer::Networks(nets) => nets
+            .iter()
+            .map(|n| IpBlock {
+                cidr: *n,
+                except: Vec::new(),
+            })
+            .collect(),
+        AdminPeer::Nodes(sel) => nodes
+            .iter()
+            .filter(|n| sel.matches(&n.labels))
+            .flat_map(|n| &n.addresses)
+            .map(|a| IpBlock {
+                cidr: IpNet::from(*a),
+                except: Vec::new(),
+            })
+            .collect(),
+        AdminPeer::Pods(_) | AdminPeer::DomainNames(_) | AdminPeer::Unset => Vec::new(),
+    }
 }
 
 /// sha256 of the canonical input semantics.
@@ -437,6 +574,8 @@ fn input_hash(cluster: &Cluster, mesh: &MeshSettings) -> String {
         "authorization_policies": cluster.authorization_policies,
         "peer_authentications": cluster.peer_authentications,
         "services": cluster.services,
+        "admin_policies": cluster.admin_policies,
+        "nodes": cluster.nodes,
         "mesh": {
             "root_namespace": mesh.root_namespace(),
             "trust": mesh.trust_domains(),

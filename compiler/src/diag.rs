@@ -67,9 +67,9 @@ codes! {
     InvalidSelector = "LD009", "invalid-selector", Error, "A label selector requirement is malformed.";
     InvalidLabel = "LD010", "invalid-label", Error, "A label key or value does not follow Kubernetes label syntax.";
     DuplicateObject = "LD011", "duplicate-object", Error, "Two objects have the same kind, namespace and name.";
-    InvalidPeer = "LD013", "invalid-peer", Error, "A NetworkPolicy peer sets no selector and no ipBlock, or combines ipBlock with a selector.";
+    InvalidPeer = "LD013", "invalid-peer", Error, "A peer sets no selector and no ipBlock (NetworkPolicy), or combines fields that exclude each other (ipBlock with a selector; two fields of an admin policy peer).";
     MissingField = "LD012", "missing-field", Error, "An object lacks a field that identifies it (apiVersion, kind, metadata.name).";
-    UnknownAction = "LD014", "unknown-action", Error, "An AuthorizationPolicy action is not ALLOW, DENY, AUDIT or CUSTOM.";
+    UnknownAction = "LD014", "unknown-action", Error, "An action is not one its kind defines (AuthorizationPolicy: ALLOW, DENY, AUDIT, CUSTOM; ClusterNetworkPolicy: Accept, Deny, Pass; AdminNetworkPolicy: Allow, Deny, Pass; BaselineAdminNetworkPolicy: Allow, Deny).";
     InvalidProvider = "LD015", "invalid-provider", Error, "A CUSTOM AuthorizationPolicy names no provider, or another action sets one.";
     EmptyRuleField = "LD016", "empty-rule-field", Error, "An AuthorizationPolicy rule has a null rule, an empty from/to list, source or operation, a condition without values, or an empty value.";
     InvalidPrincipal = "LD017", "invalid-principal", Error, "A principal or service account is malformed (a spiffe:// prefix, a `*` inside, a bad namespace/name).";
@@ -78,6 +78,17 @@ codes! {
     InvalidPathTemplate = "LD020", "invalid-path-template", Error, "A path uses `{*}` / `{**}` in a way Istio rejects.";
     InvalidMtlsMode = "LD021", "invalid-mtls-mode", Error, "A PeerAuthentication mode is unknown, or portLevelMtls is set without a selector.";
     InvalidMeshConfig = "LD022", "invalid-mesh-config", Error, "The `mesh` entry of the `istio` ConfigMap is not valid mesh configuration YAML.";
+    InvalidPriority = "LD023", "invalid-priority", Error, "An admin policy priority is outside 0-1000.";
+    InvalidSubject = "LD024", "invalid-subject", Error, "An admin policy subject sets neither or both of `namespaces` and `pods`.";
+    InvalidProtocolEntry = "LD025", "invalid-protocol-entry", Error, "A `protocols` (or `ports`) entry sets no field or more than one, or a port sets neither or both of a number and a range.";
+    InvalidPortRange = "LD026", "invalid-port-range", Error, "A port range does not have start < end.";
+    InvalidLength = "LD027", "invalid-length", Error, "A list (rules, peers, protocols, networks, domain names) is empty where the API needs an item or longer than it allows, or a rule name is over 100 characters.";
+    InvalidDomainNames = "LD028", "invalid-domain-names", Error, "A domainNames entry is not a domain name (a `*.` prefix at most), or domainNames appear in a rule whose action is not Accept/Allow.";
+    EmptyPeer = "LD029", "empty-peer", Warning, "An admin policy peer sets no field; it fails closed (an Accept rule matches nothing, a Deny or Pass rule denies everything).";
+    NamedPortWithoutPods = "LD030", "named-port-without-pods", Error, "An egress rule with networks, nodes or domainNames peers uses a named port, which only pods have.";
+    UnknownTier = "LD031", "unknown-tier", Error, "A ClusterNetworkPolicy tier is not Admin or Baseline.";
+    InvalidBaselineName = "LD032", "invalid-baseline-name", Error, "A BaselineAdminNetworkPolicy is not named `default` (it is a singleton).";
+    PriorityTie = "LD033", "priority-tie", Warning, "Two policies of one tier have the same priority and select common pods in one direction; ambit orders them by name, the API leaves the order undefined.";
     UnknownWorkload = "QY001", "unknown-workload", Error, "A probe names a workload that is not in the cluster.";
     InvalidProbe = "QY002", "invalid-probe", Error, "A probe is malformed.";
 }

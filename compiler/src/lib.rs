@@ -14,6 +14,7 @@
 //! written rule by rule from the Kubernetes documentation; a property test holds
 //! the compiled tables to it.
 
+pub mod admin;
 pub mod authz;
 pub mod compile;
 pub mod diag;

@@ -14,6 +14,7 @@ use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::de::DeserializeOwned;
 
+use crate::admin::{self, AdminPolicy, AdminSource};
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::istio;
 use crate::labels::Labels;
@@ -130,6 +131,7 @@ pub fn load(files: &[SourceFile], options: &LoadOptions, diags: &mut Diagnostics
         controllers: Vec::new(),
         policies: Vec::new(),
         authz: Vec::new(),
+        admin: Vec::new(),
     };
     for file in files {
         let mut syntax = Vec::new();
@@ -154,6 +156,8 @@ struct Loader<'a> {
     controllers: Vec<(Workload, Vec<OwnerReference>)>,
     policies: Vec<(crate::model::NetworkPolicy, networking::NetworkPolicy)>,
     authz: Vec<(crate::authz::AuthzPolicy, istio::AuthorizationPolicy)>,
+    /// Admin policies with where their priority is written.
+    admin: Vec<(AdminPolicy, AdminSource, Option<Location>)>,
 }
 
 impl Loader<'_> {
@@ -256,6 +260,35 @@ impl Loader<'_> {
                     &["spec", "jobTemplate", "spec", "template"],
                 );
             }),
+            ("v1", "Node") => self.typed::<core::Node>(obj, |l, n, o| l.node(n, o)),
+            ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy") => {
+                self.typed::<admin::ClusterNetworkPolicy>(obj, |l, p, o| {
+                    let lowered = admin::lower_cnp(&p, o);
+                    l.admin_policy("ClusterNetworkPolicy", &p.metadata, lowered, o, || {
+                        AdminSource::Cluster(p.clone())
+                    })
+                })
+            }
+            ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy") => {
+                self.typed::<admin::AdminNetworkPolicy>(obj, |l, p, o| {
+                    let lowered = admin::lower_anp(&p, o);
+                    l.admin_policy("AdminNetworkPolicy", &p.metadata, lowered, o, || {
+                        AdminSource::Admin(p.clone())
+                    })
+                })
+            }
+            ("policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy") => {
+                self.typed::<admin::BaselineAdminNetworkPolicy>(obj, |l, p, o| {
+                    let lowered = admin::lower_banp(&p, o);
+                    l.admin_policy(
+                        "BaselineAdminNetworkPolicy",
+                        &p.metadata,
+                        lowered,
+                        o,
+                        || AdminSource::Baseline(p.clone()),
+                    )
+                })
+            }
             ("networking.k8s.io/v1", "NetworkPolicy") => {
                 self.typed::<networking::NetworkPolicy>(obj, |l, np, o| l.network_policy(np, o))
             }
@@ -298,7 +331,15 @@ impl Loader<'_> {
             );
             return None;
         };
-        let namespace = if kind == "Namespace" {
+        let cluster_scoped = matches!(
+            kind,
+            "Namespace"
+                | "Node"
+                | "ClusterNetworkPolicy"
+                | "AdminNetworkPolicy"
+                | "BaselineAdminNetworkPolicy"
+        );
+        let namespace = if cluster_scoped {
             String::new()
         } else {
             meta.namespace
@@ -505,6 +546,43 @@ impl Loader<'_> {
         }
     }
 
+    fn node(&mut self, n: core::Node, obj: &Object<'_>) {
+        if self.identify("Node", &n.metadata, obj).is_none() {
+            return;
+        }
+        let mut addresses: Vec<IpAddr> = n
+            .status
+            .iter()
+            .flat_map(|s| s.addresses.iter().flatten())
+            .filter_map(|a| a.address.parse().ok())
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        self.cluster.nodes.push(admin::Node {
+            name: n.metadata.name.clone().unwrap_or_default(),
+            labels: n.metadata.labels.clone().unwrap_or_default(),
+            addresses,
+        });
+    }
+
+    fn admin_policy(
+        &mut self,
+        kind: &str,
+        meta: &ObjectMeta,
+        (policy, diags): admin::Lowered,
+        obj: &Object<'_>,
+        source: impl FnOnce() -> AdminSource,
+    ) {
+        if self.identify(kind, meta, obj).is_none() {
+            return;
+        }
+        self.diags.extend(diags);
+        if let Some(policy) = policy {
+            let at = Locate::locate(obj, &["spec".into(), "priority".into()]);
+            self.admin.push((policy, source(), at));
+        }
+    }
+
     fn network_policy(&mut self, np: networking::NetworkPolicy, obj: &Object<'_>) {
         let Some(namespace) = self.identify("NetworkPolicy", &np.metadata, obj) else {
             return;
@@ -612,14 +690,24 @@ impl Loader<'_> {
 
         self.policies
             .sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
-        let (ir, typed): (Vec<_>, Vec<_>) = self.policies.into_iter().unzip();
+        let (ir, typed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.policies).into_iter().unzip();
         self.cluster.network_policies = ir;
         self.cluster.network_policy_sources = typed;
         self.authz
             .sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
-        let (ir, typed): (Vec<_>, Vec<_>) = self.authz.into_iter().unzip();
+        let (ir, typed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.authz).into_iter().unzip();
         self.cluster.authorization_policies = ir;
         self.cluster.authorization_policy_sources = typed;
+        self.admin
+            .sort_by(|a, b| (a.0.tier, a.0.order_key()).cmp(&(b.0.tier, b.0.order_key())));
+        self.priority_ties();
+        let (ir, typed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.admin)
+            .into_iter()
+            .map(|(p, s, _)| (p, s))
+            .unzip();
+        self.cluster.admin_policies = ir;
+        self.cluster.admin_policy_sources = typed;
+        self.cluster.nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.cluster
             .peer_authentications
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -627,6 +715,55 @@ impl Loader<'_> {
             .services
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.cluster
+    }
+}
+
+impl Loader<'_> {
+    /// Warn about policies of one tier and priority that select common pods
+    /// in one direction: the API leaves their order undefined.
+    fn priority_ties(&mut self) {
+        let ns_labels = |ns: &str| self.cluster.namespaces.get(ns).map(|n| &n.labels);
+        let selects = |p: &AdminPolicy, w: &Workload| {
+            !w.host_network
+                && p.subject.pods.matches(&w.labels)
+                && ns_labels(&w.namespace).is_some_and(|l| p.subject.namespaces.matches(l))
+        };
+        for (i, (b, _, at)) in self.admin.iter().enumerate() {
+            let Some(earlier) = self.admin[..i].iter().find(|(a, _, _)| {
+                a.tier == b.tier
+                    && a.priority.is_some()
+                    && a.priority == b.priority
+                    && ((!a.ingress.is_empty() && !b.ingress.is_empty())
+                        || (!a.egress.is_empty() && !b.egress.is_empty()))
+                    && self
+                        .cluster
+                        .workloads
+                        .iter()
+                        .any(|w| selects(a, w) && selects(b, w))
+            }) else {
+                continue;
+            };
+            let a = &earlier.0;
+            self.diags.push(
+                Diagnostic::new(
+                    Code::PriorityTie,
+                    format!(
+                        "{} `{}` and {} `{}` are both {} tier, priority {}, and select common pods",
+                        a.kind.as_str(),
+                        a.name,
+                        b.kind.as_str(),
+                        b.name,
+                        b.tier.as_str(),
+                        b.priority.unwrap_or_default()
+                    ),
+                )
+                .with_help(format!(
+                    "the API leaves their order undefined; ambit evaluates `{}` first (by name). Give them distinct priorities",
+                    a.name
+                ))
+                .at_location(at.clone()),
+            );
+        }
     }
 }
 

@@ -218,6 +218,9 @@ pub enum PortSpec {
     },
     /// A named port, resolved against the destination pod's container ports.
     Named { protocol: Protocol, name: String },
+    /// A named port of an admin policy: the container port's name decides,
+    /// and the flow's protocol must be the one the container port declares.
+    NamedAnyProtocol { name: String },
 }
 
 /// An IP block test, shared by the reference evaluator and the compiler.
@@ -256,6 +259,15 @@ pub struct Cluster {
     pub mesh: crate::authz::MeshSettings,
     /// Services (for policies attached to them with `targetRefs`).
     pub services: Vec<Service>,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies and the
+    /// BaselineAdminNetworkPolicy, sorted by tier, then in evaluation order
+    /// (priority, name, kind).
+    pub admin_policies: Vec<crate::admin::AdminPolicy>,
+    /// The typed admin policies as read, in the same order (the reference
+    /// evaluator reads these).
+    pub admin_policy_sources: Vec<crate::admin::AdminSource>,
+    /// Nodes (for `nodes` peers), sorted by name.
+    pub nodes: Vec<crate::admin::Node>,
     /// Objects of kinds ambit does not read, counted by `apiVersion/kind`.
     pub skipped: BTreeMap<String, usize>,
     /// Objects read, counted by kind.

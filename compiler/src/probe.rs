@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admin::Action;
 use crate::authz::{ExtAuthz, Note, Request, View};
 use crate::diag::{Code, Diagnostic};
 use crate::model::{Direction, Protocol};
@@ -71,6 +72,12 @@ pub struct DecidedBy {
     pub name: String,
     pub rule: String,
     pub effect: String,
+    /// The tier of an admin policy (`Admin` or `Baseline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// The priority of an admin policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
 }
 
 /// The answer to a probe: the JSON object of the contract.
@@ -266,11 +273,26 @@ pub fn endpoint(name: &str, tables: &Tables) -> Result<Endpoint, Diagnostic> {
 pub fn answer(tables: &Tables, p: &Probe) -> Answer {
     let explanation = tables.explain(p.from, p.to, p.protocol, p.port);
     let mut decided_by = Vec::new();
-    for (direction, verdict, remote) in [
-        (Direction::Egress, &explanation.egress, p.to),
-        (Direction::Ingress, &explanation.ingress, p.from),
+    for (direction, verdict, trail, remote, own) in [
+        (
+            Direction::Egress,
+            &explanation.egress,
+            &explanation.egress_trail,
+            p.to,
+            p.from,
+        ),
+        (
+            Direction::Ingress,
+            &explanation.ingress,
+            &explanation.ingress_trail,
+            p.from,
+            p.to,
+        ),
     ] {
-        decided_by.extend(decided_by_entries(tables, direction, verdict, remote));
+        for &r in trail {
+            decided_by.push(tier_entry(tables, r, own, false));
+        }
+        decided_by.extend(decided_by_entries(tables, direction, verdict, remote, own));
     }
     let (mut full_notes, mut l4_notes) = (Vec::new(), Vec::new());
     let authorize = |view, notes| {
@@ -293,6 +315,8 @@ pub fn answer(tables: &Tables, p: &Probe) -> Answer {
         name: n.name,
         rule: n.rule,
         effect: n.effect,
+        tier: None,
+        priority: None,
     };
     let full_entries: Vec<DecidedBy> = full_notes.into_iter().map(as_entry).collect();
     let l4_entries: Vec<DecidedBy> = l4_notes
@@ -324,11 +348,61 @@ pub fn answer(tables: &Tables, p: &Probe) -> Answer {
     }
 }
 
+/// The entry of an Admin- or Baseline-tier rule: one that decided, a Pass
+/// that matched, or (`decided` false) a domainNames rule that could not
+/// match. `own` is the endpoint whose side the rule is on.
+fn tier_entry(tables: &Tables, rule: u32, own: Endpoint, decided: bool) -> DecidedBy {
+    let r = &tables.rules[rule as usize];
+    let pol = &tables.policies[r.policy as usize];
+    let accept = if pol.kind == "ClusterNetworkPolicy" {
+        "Accept"
+    } else {
+        "Allow"
+    };
+    let effect = match r.action {
+        Some(Action::Pass) => {
+            let target = match own {
+                Endpoint::Workload(w) => {
+                    tables.pass_target(rule, tables.workloads[w as usize].class)
+                }
+                Endpoint::Ip(_) => "default allow",
+            };
+            format!("Pass -> {target}")
+        }
+        Some(_) if r.fail_closed => format!(
+            "{} (fail closed: a peer of the rule sets no field)",
+            if r.action == Some(Action::Accept) {
+                "matches nothing"
+            } else {
+                "Deny"
+            }
+        ),
+        Some(Action::Accept) if r.domain_names && !decided => {
+            format!(
+                "not matched: domainNames are not resolved to addresses in a static analysis ({accept} rule)"
+            )
+        }
+        Some(Action::Accept) => accept.to_owned(),
+        Some(Action::Deny) => "Deny".to_owned(),
+        None => "allows".to_owned(),
+    };
+    DecidedBy {
+        kind: pol.kind.clone(),
+        namespace: pol.namespace.clone(),
+        name: pol.name.clone(),
+        rule: r.label(),
+        effect,
+        tier: pol.tier.map(|t| t.as_str().to_owned()),
+        priority: pol.priority,
+    }
+}
+
 fn decided_by_entries(
     tables: &Tables,
     direction: Direction,
     verdict: &Verdict,
     remote: Endpoint,
+    own: Endpoint,
 ) -> Vec<DecidedBy> {
     let entry = |policy: u32, rule: String, effect: &str| {
         let pol = &tables.policies[policy as usize];
@@ -338,10 +412,13 @@ fn decided_by_entries(
             name: pol.name.clone(),
             rule,
             effect: effect.to_owned(),
+            tier: None,
+            priority: None,
         }
     };
     match verdict {
         Verdict::NotApplicable | Verdict::NotIsolated => Vec::new(),
+        Verdict::Rule { rule, .. } => vec![tier_entry(tables, *rule, own, true)],
         Verdict::Allowed(rules) => rules
             .iter()
             .map(|&r| {

@@ -44,6 +44,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::{Action, Tier};
 use crate::authz::{ExtAuthz, MeshMode, Note, Request, Source, View};
 use crate::labels::Labels;
 use crate::model::{ContainerPort, Direction, PortSpec, Protocol, WorkloadKind, ip_block_contains};
@@ -95,8 +96,16 @@ pub struct WorkloadEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyEntry {
     pub kind: String,
+    /// Empty for cluster-scoped policies.
     pub namespace: String,
     pub name: String,
+    /// The tier of an admin policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// The priority of an admin policy (none for the
+    /// BaselineAdminNetworkPolicy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +115,29 @@ pub struct TableRule {
     pub index: u32,
     pub peers: Peers,
     pub ports: Option<Vec<PortSpec>>,
+    /// What an admin policy's rule does when it matches (a failing-closed
+    /// Pass is a Deny); `None` for a NetworkPolicy rule, which admits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The rule's `name`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A peer of the rule sets no field: the rule fails closed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_closed: bool,
+    /// The rule has `domainNames` peers, which match no address here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub domain_names: bool,
+}
+
+impl TableRule {
+    /// `ingress[0]`, or `ingress[0] (allow-dns)` for a named rule.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{}[{}] ({n})", self.direction.as_str(), self.index),
+            None => format!("{}[{}]", self.direction.as_str(), self.index),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -129,12 +161,19 @@ impl IpBlock {
     }
 }
 
-/// The policies isolating a class in one direction and the rules that may
-/// admit its flows. No policy: the class is not isolated (default allow).
+/// What decides one direction of a class: the Admin-tier rules in
+/// evaluation order, the NetworkPolicies isolating it and their rules, the
+/// Baseline-tier rules in evaluation order. No NetworkPolicy: the class is not
+/// isolated and the Baseline tier (then default allow) decides what the Admin
+/// tier leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Isolation {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin: Vec<u32>,
     pub policies: Vec<u32>,
     pub rules: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<u32>,
 }
 
 impl Isolation {
@@ -218,18 +257,35 @@ enum Remote {
 pub enum Verdict {
     /// The side was not checked (the endpoint is an address, not a workload).
     NotApplicable,
-    /// No policy isolates the workload in this direction.
+    /// No tier decided: no NetworkPolicy isolates the workload in this
+    /// direction and no admin rule matched (default allow).
     NotIsolated,
-    /// These rules admit the flow.
+    /// These NetworkPolicy rules admit the flow.
     Allowed(Vec<u32>),
-    /// These policies isolate the workload and none of their rules admits it.
+    /// These NetworkPolicies isolate the workload and none of their rules
+    /// admits it.
     Denied(Vec<u32>),
+    /// An Admin- or Baseline-tier rule matched and decided.
+    Rule { rule: u32, allows: bool },
 }
 
 impl Verdict {
     pub fn allows(&self) -> bool {
-        !matches!(self, Verdict::Denied(_))
+        match self {
+            Verdict::Denied(_) => false,
+            Verdict::Rule { allows, .. } => *allows,
+            _ => true,
+        }
     }
+}
+
+/// One direction's decision: the verdict, and the admin rules met on the way
+/// that did not decide it (Pass rules that matched, domainNames rules that
+/// cannot match), in evaluation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideExplanation {
+    pub verdict: Verdict,
+    pub trail: Vec<u32>,
 }
 
 /// A decision with what made it.
@@ -240,6 +296,10 @@ pub struct Explanation {
     pub self_traffic: bool,
     pub egress: Verdict,
     pub ingress: Verdict,
+    /// Pass and domainNames rules met on the source's egress side.
+    pub egress_trail: Vec<u32>,
+    /// Pass and domainNames rules met on the destination's ingress side.
+    pub ingress_trail: Vec<u32>,
 }
 
 /// Errors of reading a table file.
@@ -278,6 +338,9 @@ impl Tables {
             if r.policy as usize >= self.policies.len() {
                 return bad("a rule names a policy that does not exist");
             }
+            if r.action.is_some() != self.policies[r.policy as usize].tier.is_some() {
+                return bad("a rule's action does not fit its policy's kind");
+            }
             if r.peers
                 .classes
                 .iter()
@@ -306,6 +369,23 @@ impl Tables {
             }
         }
         for iso in self.ingress.iter().chain(&self.egress) {
+            let tiered = |ids: &[u32], tier: Tier| {
+                ids.iter().all(|&r| {
+                    self.rules
+                        .get(r as usize)
+                        .is_some_and(|rule| self.policies[rule.policy as usize].tier == Some(tier))
+                })
+            };
+            if !tiered(&iso.admin, Tier::Admin) || !tiered(&iso.baseline, Tier::Baseline) {
+                return bad("a tier entry names a rule that does not exist or is of another tier");
+            }
+            if iso.rules.iter().any(|&r| {
+                self.rules
+                    .get(r as usize)
+                    .is_some_and(|r| r.action.is_some())
+            }) {
+                return bad("a NetworkPolicy entry names an admin rule");
+            }
             if iso.rules.iter().any(|&r| r as usize >= self.rules.len())
                 || iso
                     .policies
@@ -456,15 +536,20 @@ impl Tables {
         port: u16,
     ) -> Explanation {
         let [egress, ingress] = self.sides(from, to).map(|side| match side {
-            None => Verdict::NotApplicable,
+            None => SideExplanation {
+                verdict: Verdict::NotApplicable,
+                trail: Vec::new(),
+            },
             Some((iso, remote, dst)) => self.verdict(iso, remote, dst, protocol, port),
         });
         let self_traffic = self.is_self(from, to);
         Explanation {
-            allowed: self_traffic || (egress.allows() && ingress.allows()),
+            allowed: self_traffic || (egress.verdict.allows() && ingress.verdict.allows()),
             self_traffic,
-            egress,
-            ingress,
+            egress: egress.verdict,
+            ingress: ingress.verdict,
+            egress_trail: egress.trail,
+            ingress_trail: ingress.trail,
         }
     }
 
@@ -508,6 +593,8 @@ impl Tables {
         }
     }
 
+    /// One direction, through the tiers: Admin, NetworkPolicy (for an
+    /// isolated class), Baseline, default allow.
     fn side_allows(
         &self,
         iso: &Isolation,
@@ -516,11 +603,38 @@ impl Tables {
         proto: Protocol,
         port: u16,
     ) -> bool {
-        !iso.isolated()
-            || iso
+        match self.first_match(&iso.admin, remote, dst, proto, port) {
+            Some((_, Action::Accept)) => return true,
+            Some((_, Action::Deny)) => return false,
+            Some((_, Action::Pass)) | None => {}
+        }
+        if iso.isolated() {
+            return iso
                 .rules
                 .iter()
-                .any(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port))
+                .any(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port));
+        }
+        !matches!(
+            self.first_match(&iso.baseline, remote, dst, proto, port),
+            Some((_, Action::Deny))
+        )
+    }
+
+    /// The first rule of a tier that matches, with its action.
+    fn first_match(
+        &self,
+        rules: &[u32],
+        remote: Remote,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> Option<(u32, Action)> {
+        rules.iter().find_map(|&r| {
+            let rule = &self.rules[r as usize];
+            let action = rule.action?;
+            self.rule_admits(rule, remote, dst, proto, port)
+                .then_some((r, action))
+        })
     }
 
     fn verdict(
@@ -530,20 +644,77 @@ impl Tables {
         dst: Option<ClassId>,
         proto: Protocol,
         port: u16,
-    ) -> Verdict {
-        if !iso.isolated() {
-            return Verdict::NotIsolated;
+    ) -> SideExplanation {
+        let mut trail = Vec::new();
+        // Rules with domainNames that come before the decision in a tier.
+        let domain_rules = |ids: &[u32], upto: Option<u32>, trail: &mut Vec<u32>| {
+            for &r in ids {
+                if Some(r) == upto {
+                    break;
+                }
+                if self.rules[r as usize].domain_names {
+                    trail.push(r);
+                }
+            }
+        };
+        let tier = |ids: &[u32], trail: &mut Vec<u32>| {
+            let hit = self.first_match(ids, remote, dst, proto, port);
+            domain_rules(ids, hit.map(|(r, _)| r), trail);
+            hit
+        };
+        match tier(&iso.admin, &mut trail) {
+            Some((rule, Action::Pass)) => trail.push(rule),
+            Some((rule, action)) => {
+                return SideExplanation {
+                    verdict: Verdict::Rule {
+                        rule,
+                        allows: action == Action::Accept,
+                    },
+                    trail,
+                };
+            }
+            None => {}
         }
-        let admitting: Vec<u32> = iso
-            .rules
-            .iter()
-            .copied()
-            .filter(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port))
-            .collect();
-        if admitting.is_empty() {
-            Verdict::Denied(iso.policies.clone())
-        } else {
-            Verdict::Allowed(admitting)
+        if iso.isolated() {
+            let admitting: Vec<u32> = iso
+                .rules
+                .iter()
+                .copied()
+                .filter(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port))
+                .collect();
+            let verdict = if admitting.is_empty() {
+                Verdict::Denied(iso.policies.clone())
+            } else {
+                Verdict::Allowed(admitting)
+            };
+            return SideExplanation { verdict, trail };
+        }
+        let verdict = match tier(&iso.baseline, &mut trail) {
+            Some((rule, Action::Pass)) => {
+                trail.push(rule);
+                Verdict::NotIsolated
+            }
+            Some((rule, action)) => Verdict::Rule {
+                rule,
+                allows: action == Action::Accept,
+            },
+            None => Verdict::NotIsolated,
+        };
+        SideExplanation { verdict, trail }
+    }
+
+    /// Where a Pass rule sends the flow: `NetworkPolicy`, `Baseline` or
+    /// `default allow`, for the class on that side.
+    pub fn pass_target(&self, rule: u32, side_class: ClassId) -> &'static str {
+        let r = &self.rules[rule as usize];
+        let iso = match r.direction {
+            Direction::Ingress => &self.ingress[side_class as usize],
+            Direction::Egress => &self.egress[side_class as usize],
+        };
+        match self.policies[r.policy as usize].tier {
+            Some(Tier::Admin) if iso.isolated() => "NetworkPolicy",
+            Some(Tier::Admin) => "Baseline",
+            _ => "default allow",
         }
     }
 
@@ -584,16 +755,19 @@ impl Tables {
                 end,
             } => *protocol == proto && (*start..=*end).contains(&port),
             PortSpec::Named { protocol, name } => {
-                *protocol == proto
-                    && dst.is_some_and(|c| {
-                        self.classes[c as usize].ports.iter().any(|cp| {
-                            cp.port == port
-                                && cp.protocol == proto
-                                && cp.name.as_deref() == Some(name)
-                        })
-                    })
+                *protocol == proto && self.has_named_port(dst, name, proto, port)
             }
+            PortSpec::NamedAnyProtocol { name } => self.has_named_port(dst, name, proto, port),
         }
+    }
+
+    /// Does the destination class declare `port/proto` under `name`?
+    fn has_named_port(&self, dst: Option<ClassId>, name: &str, proto: Protocol, port: u16) -> bool {
+        dst.is_some_and(|c| {
+            self.classes[c as usize].ports.iter().any(|cp| {
+                cp.port == port && cp.protocol == proto && cp.name.as_deref() == Some(name)
+            })
+        })
     }
 
     /// Did the rule admit the remote class through an ipBlock matching its
@@ -618,7 +792,7 @@ impl Tables {
         let mut cuts: Vec<u32> = vec![1, 65536];
         let dst_class = self.class_of(to);
         let mut add_iso = |iso: &Isolation| {
-            for &r in &iso.rules {
+            for &r in iso.admin.iter().chain(&iso.rules).chain(&iso.baseline) {
                 for s in self.rules[r as usize].ports.iter().flatten() {
                     match s {
                         PortSpec::AnyPort(_) => {}
@@ -626,7 +800,7 @@ impl Tables {
                             cuts.push(*start as u32);
                             cuts.push(*end as u32 + 1);
                         }
-                        PortSpec::Named { .. } => {
+                        PortSpec::Named { .. } | PortSpec::NamedAnyProtocol { .. } => {
                             if let Some(c) = dst_class {
                                 for cp in &self.classes[c as usize].ports {
                                     cuts.push(cp.port as u32);

@@ -412,6 +412,8 @@ proptest! {
             namespaces: &c.cluster.namespaces,
             workloads: &c.cluster.workloads,
             policies: &c.netpols,
+            admin: &[],
+            nodes: &[],
         };
         let mesh_world = MeshWorld {
             namespaces: &c.cluster.namespaces,

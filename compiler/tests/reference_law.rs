@@ -1,10 +1,13 @@
-//! The law that lets the tables be trusted: on random clusters and random
-//! NetworkPolicies of every shape, the decision read from the compiled tables
+//! The law that lets the tables be trusted: on random clusters, random
+//! NetworkPolicies of every shape and random tier stacks of
+//! ClusterNetworkPolicies, AdminNetworkPolicies and a
+//! BaselineAdminNetworkPolicy, the decision read from the compiled tables
 //! equals the reference evaluator's, for every probe.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ambit_compiler::admin::{self, AdminSource, Node};
 use ambit_compiler::compile::compile;
 use ambit_compiler::model::{Cluster, ContainerPort, Namespace, Protocol, Workload, WorkloadKind};
 use ambit_compiler::netpol::{Nowhere, lower};
@@ -19,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
+use serde_json::{Value, json};
 
 const NAMESPACES: [&str; 3] = ["a", "b", "c"];
 const IPS: [&str; 5] = ["10.0.0.1", "10.0.0.2", "10.0.0.5", "10.0.1.9", "192.0.2.7"];
@@ -86,6 +90,202 @@ fn workload() -> impl Strategy<
         prop::option::of(0..IPS.len() - 1),
         any::<bool>(),
     )
+}
+
+/// Two nodes whose addresses are also addresses of the probes (and, for a
+/// host-network workload, its own).
+fn nodes() -> Vec<Node> {
+    vec![
+        Node {
+            name: "n1".into(),
+            labels: [("role".to_owned(), "worker".to_owned())].into(),
+            addresses: vec![IPS[2].parse().unwrap()],
+        },
+        Node {
+            name: "n2".into(),
+            labels: [("role".to_owned(), "infra".to_owned())].into(),
+            addresses: vec![IPS[4].parse().unwrap()],
+        },
+    ]
+}
+
+/// Admin selectors match everything half of the time, so that policies of
+/// a stack meet on the same flows.
+fn sel_json() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!({})),
+        selector().prop_map(|s| serde_json::to_value(s).unwrap()),
+    ]
+}
+
+/// A peer of an admin rule; `egress` adds networks, nodes and domainNames.
+fn admin_peer(egress: bool) -> impl Strategy<Value = Value> {
+    let common = prop_oneof![
+        4 => sel_json().prop_map(|s| json!({"namespaces": s})),
+        4 => (prop::option::of(sel_json()), sel_json()).prop_map(|(ns, pod)| match ns {
+            Some(ns) => json!({"pods": {"namespaceSelector": ns, "podSelector": pod}}),
+            None => json!({"pods": {"namespaceSelector": {}, "podSelector": pod}}),
+        }),
+        1 => Just(json!({})),
+    ];
+    let egress_only = prop_oneof![
+        prop::sample::subsequence(
+            vec![
+                "10.0.0.0/30",
+                "10.0.0.4/30",
+                "0.0.0.0/0",
+                "192.0.2.0/24",
+                "10.0.0.5/32"
+            ],
+            1..=2
+        )
+        .prop_map(|n| json!({"networks": n})),
+        sel_json().prop_map(|s| json!({"nodes": s})),
+        Just(json!({"domainNames": ["example.com"]})),
+    ];
+    if egress {
+        prop_oneof![3 => common, 2 => egress_only].boxed()
+    } else {
+        common.boxed()
+    }
+}
+
+/// A port entry: `protocols` of v1alpha2 or `ports` of v1alpha1.
+fn admin_port(v2: bool) -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec!["TCP", "UDP", "SCTP"]),
+        prop::sample::select(vec![53i64, 80, 81]),
+        prop::option::of(1..3i64),
+        prop::sample::select(vec!["http", "dns", "alt"]),
+        0..4u8,
+    )
+        .prop_map(move |(proto, port, span, name, shape)| {
+            let lower = proto.to_ascii_lowercase();
+            match (v2, shape) {
+                (true, 0) => json!({"destinationNamedPort": name}),
+                (true, _) => match span {
+                    None => json!({lower: {"destinationPort": {"number": port}}}),
+                    Some(d) => {
+                        json!({lower: {"destinationPort": {"range": {"start": port, "end": port + d}}}})
+                    }
+                },
+                (false, 0) => json!({"namedPort": name}),
+                (false, 1) => json!({"portNumber": {"port": port}}),
+                (false, _) => match span {
+                    None => json!({"portNumber": {"protocol": proto, "port": port}}),
+                    Some(d) => {
+                        json!({"portRange": {"protocol": proto, "start": port, "end": port + d}})
+                    }
+                },
+            }
+        })
+}
+
+fn admin_rule(
+    v2: bool,
+    egress: bool,
+    actions: &'static [&'static str],
+) -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(actions.to_vec()),
+        prop::collection::vec(admin_peer(egress), 1..=2),
+        prop::option::of(prop::collection::vec(admin_port(v2), 1..=2)),
+        any::<bool>(),
+    )
+        .prop_map(move |(action, peers, ports, named)| {
+            let mut r = json!({"action": action, if egress { "to" } else { "from" }: peers});
+            if named {
+                r["name"] = json!("r");
+            }
+            if let Some(ports) = ports {
+                r[if v2 { "protocols" } else { "ports" }] = json!(ports);
+            }
+            r
+        })
+}
+
+/// One admin policy as written: a ClusterNetworkPolicy (either tier), an
+/// AdminNetworkPolicy or the BaselineAdminNetworkPolicy.
+fn admin_policy() -> impl Strategy<Value = (u8, Value)> {
+    (0..4u8).prop_flat_map(|kind| {
+        let v2 = kind < 2;
+        let actions: &'static [&'static str] = match kind {
+            0 | 1 => &["Accept", "Deny", "Pass"],
+            2 => &["Allow", "Deny", "Pass"],
+            _ => &["Allow", "Deny"],
+        };
+        (
+            prop::sample::select(vec![0i64, 5, 5, 5, 10]),
+            prop_oneof![
+                sel_json().prop_map(|s| json!({"namespaces": s})),
+                (sel_json(), sel_json()).prop_map(
+                    |(ns, pod)| json!({"pods": {"namespaceSelector": ns, "podSelector": pod}})
+                ),
+            ],
+            prop::collection::vec(admin_rule(v2, false, actions), 0..=3),
+            prop::collection::vec(admin_rule(v2, true, actions), 0..=3),
+        )
+            .prop_map(move |(priority, subject, ingress, egress)| {
+                let mut spec = json!({"subject": subject, "ingress": ingress, "egress": egress});
+                match kind {
+                    0 => {
+                        spec["tier"] = json!("Admin");
+                        spec["priority"] = json!(priority);
+                    }
+                    1 => {
+                        spec["tier"] = json!("Baseline");
+                        spec["priority"] = json!(priority);
+                    }
+                    2 => spec["priority"] = json!(priority),
+                    _ => {}
+                }
+                (kind, json!({"spec": spec}))
+            })
+    })
+}
+
+/// Lower what lowers (the generator may write forms the API rejects, such
+/// as a named port next to a networks peer); keep the typed and the lowered
+/// forms of the same policies.
+fn admin_policies(written: Vec<(u8, Value)>) -> (Vec<AdminSource>, Vec<admin::AdminPolicy>) {
+    let mut sources = Vec::new();
+    let mut lowered = Vec::new();
+    let mut baseline_seen = false;
+    for (i, (kind, mut v)) in written.into_iter().enumerate() {
+        let name = if kind == 3 {
+            if baseline_seen {
+                continue;
+            }
+            baseline_seen = true;
+            "default".to_owned()
+        } else {
+            // Names out of index order, so that ties by name are exercised.
+            format!("{}{i}", ["m", "b", "z", "a"][i % 4])
+        };
+        v["metadata"] = json!({"name": name});
+        let (source, (policy, _)) = match kind {
+            0 | 1 => {
+                let t: admin::ClusterNetworkPolicy = serde_json::from_value(v).unwrap();
+                let l = admin::lower_cnp(&t, &Nowhere);
+                (AdminSource::Cluster(t), l)
+            }
+            2 => {
+                let t: admin::AdminNetworkPolicy = serde_json::from_value(v).unwrap();
+                let l = admin::lower_anp(&t, &Nowhere);
+                (AdminSource::Admin(t), l)
+            }
+            _ => {
+                let t: admin::BaselineAdminNetworkPolicy = serde_json::from_value(v).unwrap();
+                let l = admin::lower_banp(&t, &Nowhere);
+                (AdminSource::Baseline(t), l)
+            }
+        };
+        if let Some(p) = policy {
+            sources.push(source);
+            lowered.push(p);
+        }
+    }
+    (sources, lowered)
 }
 
 fn selector() -> impl Strategy<Value = LabelSelector> {
@@ -212,13 +412,17 @@ fn policy() -> impl Strategy<Value = NetworkPolicy> {
         })
 }
 
-fn cluster() -> impl Strategy<Value = (Cluster, Vec<NetworkPolicy>)> {
+type Generated = (Cluster, Vec<NetworkPolicy>, Vec<AdminSource>);
+
+fn cluster() -> impl Strategy<Value = Generated> {
     (
         prop::collection::vec(ns_labels(), NAMESPACES.len()),
         prop::collection::vec(workload(), 1..=6),
         prop::collection::vec(policy(), 0..=4),
+        prop::collection::vec(admin_policy(), 0..=6),
+        prop::option::of(0..6usize),
     )
-        .prop_map(|(nsl, wls, mut policies)| {
+        .prop_map(|(nsl, wls, mut policies, admin_written, host_net)| {
             let mut cluster = Cluster::default();
             for (name, labels) in NAMESPACES.iter().zip(nsl) {
                 let mut ns = Namespace::implied(name);
@@ -237,10 +441,14 @@ fn cluster() -> impl Strategy<Value = (Cluster, Vec<NetworkPolicy>)> {
                     labels,
                     service_account: "default".into(),
                     ports,
-                    ips: ip
-                        .map(|i| vec![IPS[i].parse().unwrap()])
-                        .unwrap_or_default(),
-                    host_network: false,
+                    // A host-network pod has its node's address.
+                    ips: if host_net == Some(i) {
+                        vec![IPS[2].parse().unwrap()]
+                    } else {
+                        ip.map(|i| vec![IPS[i].parse().unwrap()])
+                            .unwrap_or_default()
+                    },
+                    host_network: host_net == Some(i),
                     inject_annotation: None,
                     location: None,
                 });
@@ -260,7 +468,10 @@ fn cluster() -> impl Strategy<Value = (Cluster, Vec<NetworkPolicy>)> {
                 let ir = lower(p, &ns, &Nowhere).expect("generated policies are valid");
                 cluster.network_policies.push(ir);
             }
-            (cluster, policies)
+            let (sources, lowered) = admin_policies(admin_written);
+            cluster.admin_policies = lowered;
+            cluster.nodes = nodes();
+            (cluster, policies, sources)
         })
 }
 
@@ -268,9 +479,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn tables_decide_as_the_reference_evaluator((cluster, policies) in cluster()) {
+    fn tables_decide_as_the_reference_evaluator((cluster, policies, admin) in cluster()) {
         let tables = compile(&cluster);
-        let world = World { namespaces: &cluster.namespaces, workloads: &cluster.workloads, policies: &policies };
+        let world = World {
+            namespaces: &cluster.namespaces,
+            workloads: &cluster.workloads,
+            policies: &policies,
+            admin: &admin,
+            nodes: &cluster.nodes,
+        };
         let outside: Vec<IpAddr> = vec![IPS[2].parse().unwrap(), IPS[4].parse().unwrap()];
         let mut ends: Vec<(Endpoint, End)> = cluster
             .workloads

@@ -121,13 +121,36 @@ fn human(out: &mut impl Write, tables: &Tables, a: &Answer) -> std::io::Result<(
         return writeln!(out, "  a pod reaching itself is always allowed");
     }
     let mut reasons = Vec::new();
-    for (side, who, verdict) in [
-        ("egress", &a.from, &e.egress),
-        ("ingress", &a.to, &e.ingress),
+    let tier_rule = |r: u32| {
+        let rule = &tables.rules[r as usize];
+        let p = &tables.policies[rule.policy as usize];
+        let tier = p.tier.map(|t| t.as_str()).unwrap_or_default();
+        let priority = p
+            .priority
+            .map(|n| format!(" (priority {n})"))
+            .unwrap_or_default();
+        let entry = a
+            .decided_by
+            .iter()
+            .find(|d| d.kind == p.kind && d.name == p.name && d.rule == rule.label());
+        let effect = entry.map(|d| d.effect.as_str()).unwrap_or_default();
+        format!(
+            "{tier} {} {}{priority} {}: {effect}",
+            p.kind,
+            p.name,
+            rule.label()
+        )
+    };
+    for (side, who, verdict, trail) in [
+        ("egress", &a.from, &e.egress, &e.egress_trail),
+        ("ingress", &a.to, &e.ingress, &e.ingress_trail),
     ] {
+        let mut steps: Vec<String> = trail.iter().map(|&r| tier_rule(r)).collect();
         let why = match verdict {
             Verdict::NotApplicable => continue,
-            Verdict::NotIsolated => "no policy isolates it".to_owned(),
+            Verdict::NotIsolated if steps.is_empty() => "no policy isolates it".to_owned(),
+            Verdict::NotIsolated => "no later tier decides: default allow".to_owned(),
+            Verdict::Rule { rule, .. } => tier_rule(*rule),
             Verdict::Allowed(rules) => {
                 let names: Vec<String> = rules
                     .iter()
@@ -153,12 +176,17 @@ fn human(out: &mut impl Write, tables: &Tables, a: &Answer) -> std::io::Result<(
                 format!("isolated by {}, and no rule admits this flow", list(&names))
             }
         };
-        reasons.push(format!("{side} of {who}: {why}"));
+        steps.push(why);
+        reasons.push(format!("{side} of {who}: {}", steps.join(", then ")));
     }
     if !reasons.is_empty() {
         writeln!(out, "  {}", reasons.join("; "))?;
     }
-    for d in a.decided_by.iter().filter(|d| d.kind != "NetworkPolicy") {
+    for d in a
+        .decided_by
+        .iter()
+        .filter(|d| d.kind != "NetworkPolicy" && d.tier.is_none())
+    {
         let rule = if d.rule.is_empty() {
             String::new()
         } else {
