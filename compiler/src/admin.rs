@@ -430,14 +430,22 @@ impl Cx<'_> {
         netpol::selector(&mut c, s, at)
     }
 
-    /// Check a list's length against `1..=max` (or `0..=max`).
-    fn length(&mut self, len: usize, min: usize, max: usize, path: &[Seg], what: &str) {
+    /// Check a list's length against `min..=max`; `empty_help` says what
+    /// to do about an empty list.
+    fn length(
+        &mut self,
+        len: usize,
+        (min, max): (usize, usize),
+        path: &[Seg],
+        what: &str,
+        empty_help: &str,
+    ) {
         if len < min {
             self.report(
                 Code::InvalidLength,
                 path,
                 format!("`{what}` is empty"),
-                format!("{what} needs at least one item; remove the field to leave it out"),
+                empty_help,
             );
         } else if len > max {
             self.report(
@@ -719,7 +727,7 @@ fn rules<'a>(
         Some(Seg::Key(k)) => *k,
         _ => "rules",
     };
-    cx.length(raw.len(), 0, cx.kind.max_items(), at, direction);
+    cx.length(raw.len(), (0, cx.kind.max_items()), at, direction, "");
     raw.iter()
         .enumerate()
         .filter_map(|(i, r)| rule(cx, r, &p(at, [Seg::Index(i)])))
@@ -781,10 +789,10 @@ fn rule(cx: &mut Cx<'_>, r: &RawRule<'_>, at: &[Seg]) -> Option<AdminRule> {
     let peers_path = p(at, [Seg::Key(r.peers_key)]);
     cx.length(
         r.peers.len(),
-        1,
-        cx.kind.max_items(),
+        (1, cx.kind.max_items()),
         &peers_path,
         r.peers_key,
+        "a rule needs at least one peer; `namespaces: {}` matches every pod",
     );
     let mut peers = Vec::new();
     for (i, peer_spec) in r.peers.iter().enumerate() {
@@ -906,7 +914,13 @@ fn peer(cx: &mut Cx<'_>, s: &EgressPeerSpec, at: &[Seg]) -> Option<AdminPeer> {
 }
 
 fn networks_peer(cx: &mut Cx<'_>, list: &[String], at: &[Seg]) -> Option<AdminPeer> {
-    cx.length(list.len(), 1, 25, at, "networks");
+    cx.length(
+        list.len(),
+        (1, 25),
+        at,
+        "networks",
+        "list at least one CIDR",
+    );
     let mut nets = Vec::new();
     let mut ok = true;
     for (i, s) in list.iter().enumerate() {
@@ -938,7 +952,13 @@ fn networks_peer(cx: &mut Cx<'_>, list: &[String], at: &[Seg]) -> Option<AdminPe
 }
 
 fn domain_names(cx: &mut Cx<'_>, list: &[String], at: &[Seg]) -> Option<AdminPeer> {
-    cx.length(list.len(), 1, 25, at, "domainNames");
+    cx.length(
+        list.len(),
+        (1, 25),
+        at,
+        "domainNames",
+        "list at least one domain name",
+    );
     let mut ok = true;
     for (i, name) in list.iter().enumerate() {
         if let Err(why) = check_domain_name(name) {
@@ -980,7 +1000,13 @@ pub fn check_domain_name(name: &str) -> Result<(), &'static str> {
 }
 
 fn protocols(cx: &mut Cx<'_>, list: &[ProtocolSpec], at: &[Seg]) -> Vec<AdminPort> {
-    cx.length(list.len(), 1, 25, at, "protocols");
+    cx.length(
+        list.len(),
+        (1, 25),
+        at,
+        "protocols",
+        "leave `protocols` out to match every port and protocol",
+    );
     let mut out = Vec::new();
     for (i, e) in list.iter().enumerate() {
         let here = p(at, [Seg::Index(i)]);
@@ -1075,7 +1101,13 @@ fn protocols(cx: &mut Cx<'_>, list: &[ProtocolSpec], at: &[Seg]) -> Vec<AdminPor
 }
 
 fn v1_ports(cx: &mut Cx<'_>, list: &[AnpPortSpec], at: &[Seg]) -> Vec<AdminPort> {
-    cx.length(list.len(), 1, 100, at, "ports");
+    cx.length(
+        list.len(),
+        (1, 100),
+        at,
+        "ports",
+        "leave `ports` out to match every port and protocol",
+    );
     let mut out = Vec::new();
     for (i, e) in list.iter().enumerate() {
         let here = p(at, [Seg::Index(i)]);

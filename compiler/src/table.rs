@@ -16,9 +16,9 @@
 //! | `namespaces` | `[{name, labels}]`, sorted by name; labels include `kubernetes.io/metadata.name` |
 //! | `classes` | equivalence classes of workloads: `[{namespace, labels, service_account, ports}]`; workloads of one class are decided identically |
 //! | `workloads` | `[{namespace, name, kind, class, ips}]`, sorted by namespace/name |
-//! | `policies` | `[{kind, namespace, name}]`: what `rules` point back to |
-//! | `rules` | `[{policy, direction, index, peers, ports}]`: every rule of every policy, resolved against the classes |
-//! | `ingress`, `egress` | one entry per class: `{policies, rules}`: the policies that isolate the class in that direction (empty: not isolated, default allow) and the rules that may admit a flow |
+//! | `policies` | `[{kind, namespace, name, tier?, priority?}]`: what `rules` point back to; admin policies are cluster-scoped (`namespace` empty) and carry their tier and priority |
+//! | `rules` | `[{policy, direction, index, peers, ports, action?, name?, fail_closed?, domain_names?}]`: every rule of every policy, resolved against the classes; admin rules carry their `action` (`accept`, `deny`, `pass`) |
+//! | `ingress`, `egress` | one entry per class: `{admin, policies, rules, baseline}`: the Admin-tier rules that apply, in evaluation order; the NetworkPolicies that isolate the class in that direction (empty: not isolated) and their rules that may admit a flow; the Baseline-tier rules, in evaluation order |
 //! | `authz` | the authorization layer (Istio): `{trust, root_namespace, policies, peer_authentications, classes}`; `policies` are the lowered AuthorizationPolicies (see [`crate::authz`]); `classes` has one entry per class: `{mesh, principal, policies, waypoint_policies, mtls}` (mesh mode `none`/`ambient`/`sidecar`, identity, the policies that apply, those attached to its waypoint, the effective mTLS mode and port overrides) |
 //!
 //! A rule's `peers` is `{all, classes, ip_classes, ip_blocks}`: `all` admits
@@ -27,13 +27,20 @@
 //! addresses outside the inventory. `ports` is `null` for every port, else a
 //! list of `{any_port: P}`, `{range: {protocol, start, end}}` or
 //! `{named: {protocol, name}}`; a named port is looked up in the destination
-//! class's `ports` (name and protocol must both match).
+//! class's `ports` (name and protocol must both match). Admin rules use
+//! `{named_any_protocol: {name}}`: the container port's protocol decides.
+//! An admin rule that fails closed has `all` peers and every port (a Deny)
+//! or no peers (an Accept); `networks` are `ip_blocks`, `nodes` the nodes'
+//! addresses as host blocks.
 //!
 //! # Deciding
 //!
-//! A flow from `S` to `D` on `port/protocol` is allowed when `S`'s egress entry
-//! is empty or one of its rules admits `D`, `D`'s ingress entry is empty or
-//! one of its rules admits `S`, and (TCP only) `D`'s authorization admits it
+//! Each direction goes through the tiers: the first matching rule of `admin`
+//! decides (accept or deny; pass goes on); then, if `policies` is not empty,
+//! one of `rules` must admit the flow; else the first matching rule of
+//! `baseline` decides (deny denies); else the flow is allowed. A flow from
+//! `S` to `D` on `port/protocol` is allowed when `S`'s egress and `D`'s
+//! ingress both allow it, and (TCP only) `D`'s authorization admits it
 //! in the view asked for ([`Tables::decide`]: the L4 view the agent
 //! enforces; [`Tables::decide_full`]: an L7 proxy's). A workload reaching
 //! itself (a Pod to itself) is always allowed. [`Tables::decide`] does this
@@ -703,8 +710,10 @@ impl Tables {
         SideExplanation { verdict, trail }
     }
 
-    /// Where a Pass rule sends the flow: `NetworkPolicy`, `Baseline` or
-    /// `default allow`, for the class on that side.
+    /// Where a Pass rule sends the flow, for the class on that side:
+    /// `NetworkPolicy` (which isolates it), on through a NetworkPolicy tier
+    /// that does not isolate it to `Baseline`, or (from the Baseline tier)
+    /// `default allow`.
     pub fn pass_target(&self, rule: u32, side_class: ClassId) -> &'static str {
         let r = &self.rules[rule as usize];
         let iso = match r.direction {
@@ -713,7 +722,7 @@ impl Tables {
         };
         match self.policies[r.policy as usize].tier {
             Some(Tier::Admin) if iso.isolated() => "NetworkPolicy",
-            Some(Tier::Admin) => "Baseline",
+            Some(Tier::Admin) => "NetworkPolicy (none isolates this pod) -> Baseline",
             _ => "default allow",
         }
     }

@@ -85,6 +85,16 @@ fn tables_do_not_depend_on_file_or_document_order() {
         let policies = format!("testdata/conformance/authz/{case}/policies.yaml");
         assert_order_independent(&["testdata/conformance/authz/cluster.yaml", &policies]);
     }
+    // With admin tiers: ties by name, the BaselineAdminNetworkPolicy after
+    // Baseline ClusterNetworkPolicies, nodes.
+    for case in [
+        "55-anp-cnp-same-priority-ordered-by-name",
+        "46-banp-and-cnp-baseline-together",
+        "38-anp-nodes-peer-external-ip-and-host-network",
+    ] {
+        let policies = format!("testdata/conformance/tiers/{case}/policies.yaml");
+        assert_order_independent(&["testdata/conformance/tiers/cluster.yaml", &policies]);
+    }
 }
 
 #[test]

@@ -34,10 +34,14 @@ struct ProbeExpect {
     #[serde(default)]
     protocol: Option<String>,
     expect: String,
+    /// Strings the answer's `decided_by` must contain.
+    #[serde(default)]
+    mentions: Vec<String>,
 }
 
-/// Expand a case into probes, each with its expected answer.
-fn probes(expect: &Expect) -> Vec<(Value, bool)> {
+/// Expand a case into probes, each with its expected answer and the strings
+/// its `decided_by` must mention.
+fn probes(expect: &Expect) -> Vec<(Value, bool, Vec<String>)> {
     let mut out = Vec::new();
     for m in &expect.matrices {
         let mut lines = m.grid.lines().filter(|l| !l.trim().is_empty());
@@ -62,6 +66,7 @@ fn probes(expect: &Expect) -> Vec<(Value, bool)> {
                 out.push((
                     json!({"from": from, "to": to, "port": m.port, "protocol": protocol}),
                     allowed,
+                    Vec::new(),
                 ));
             }
         }
@@ -76,6 +81,7 @@ fn probes(expect: &Expect) -> Vec<(Value, bool)> {
         out.push((
             json!({"from": p.from, "to": p.to, "port": p.port, "protocol": protocol}),
             allowed,
+            p.mentions.clone(),
         ));
     }
     out
@@ -101,8 +107,22 @@ fn case_dirs(base: &std::path::Path, minimum: usize) -> Vec<std::path::PathBuf> 
 
 #[test]
 fn netpol_conformance_cases() {
-    let base = testdata("conformance/netpol");
-    let cases = case_dirs(&base, 40);
+    grid_cases("conformance/netpol", 40);
+}
+
+/// The admin-tier cases of `testdata/conformance/tiers`: ClusterNetworkPolicy,
+/// AdminNetworkPolicy and BaselineAdminNetworkPolicy, alone and with
+/// NetworkPolicies.
+#[test]
+fn tiers_conformance_cases() {
+    grid_cases("conformance/tiers", 40);
+}
+
+/// Run every case of a suite in the grid format: each grid cell and probe
+/// through `ambit query --probes`.
+fn grid_cases(suite: &str, minimum: usize) {
+    let base = testdata(suite);
+    let cases = case_dirs(&base, minimum);
     let tmp = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -112,7 +132,7 @@ fn netpol_conformance_cases() {
             serde_saphyr::from_str(&fs::read_to_string(case.join("expect.yaml")).unwrap()).unwrap();
         let expected = probes(&expect);
         let probe_file = tmp.path().join(format!("{name}.json"));
-        let list: Vec<&Value> = expected.iter().map(|(p, _)| p).collect();
+        let list: Vec<&Value> = expected.iter().map(|(p, _, _)| p).collect();
         fs::write(&probe_file, serde_json::to_string(&list).unwrap()).unwrap();
         let out = ambit(&[
             "query",
@@ -135,7 +155,7 @@ fn netpol_conformance_cases() {
             expected.len(),
             "{name}: one answer per probe"
         );
-        for ((probe, want), got) in expected.iter().zip(&answers) {
+        for ((probe, want, mentions), got) in expected.iter().zip(&answers) {
             checked += 1;
             assert_eq!(got["from"], probe["from"], "{name}: answers in probe order");
             assert_eq!(got["to"], probe["to"]);
@@ -150,6 +170,15 @@ fn netpol_conformance_cases() {
                     got["allowed"],
                     got["decided_by"]
                 ));
+            }
+            let decided = got["decided_by"].to_string();
+            for m in mentions {
+                if !decided.contains(m.as_str()) {
+                    failures.push(format!(
+                        "{name}: {} -> {} {}/{}: decided_by does not mention `{m}`: {decided}",
+                        probe["from"], probe["to"], probe["port"], probe["protocol"]
+                    ));
+                }
             }
         }
     }

@@ -303,3 +303,68 @@ fn the_trust_domain_flag_changes_identities() {
         "{principals:?}"
     );
 }
+
+const TIERS: &str = "testdata/conformance/tiers";
+
+/// Each direction names the tier, policy, priority and rule that decided,
+/// with the Pass chain that led there.
+#[test]
+fn tier_decisions_show_the_pass_chain() {
+    let base = format!("{TIERS}/cluster.yaml");
+    let policies = format!("{TIERS}/53-cnp-pass-egress-np-and-baseline/policies.yaml");
+    let run = |from: &str, to: &str, json: bool| {
+        let mut args = vec![
+            "query", &base, &policies, "--from", from, "--to", to, "--port", "80",
+        ];
+        if json {
+            args.extend(["-o", "json"]);
+        }
+        ambit(&args)
+    };
+    // Pass to the NetworkPolicy tier, which isolates y/a and admits z/a.
+    insta::assert_snapshot!(
+        "tiers_pass_to_np_human",
+        transcript(&run("y/a", "z/a", false))
+    );
+    // Pass through a NetworkPolicy tier that does not isolate x/a, to the
+    // Baseline tier, which denies.
+    let out = run("x/a", "z/a", true);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["decided_by"][0]["tier"], "Admin");
+    assert_eq!(v[0]["decided_by"][0]["priority"], 10);
+    assert_eq!(
+        v[0]["decided_by"][0]["effect"],
+        "Pass -> NetworkPolicy (none isolates this pod) -> Baseline"
+    );
+    assert_eq!(v[0]["decided_by"][1]["name"], "baseline-no-egress-to-z");
+    insta::assert_snapshot!("tiers_pass_to_baseline_json", transcript(&out));
+}
+
+/// A rule that fails closed and a domainNames rule say so.
+#[test]
+fn fail_closed_and_domain_names_are_explained() {
+    let base = format!("{TIERS}/cluster.yaml");
+    let run = |case: &str, from: &str, to: &str, port: &str| {
+        let policies = format!("{TIERS}/{case}/policies.yaml");
+        ambit(&[
+            "query", &base, &policies, "--from", from, "--to", to, "--port", port,
+        ])
+    };
+    let out = run(
+        "40-cnp-domain-names-accept-matches-nothing",
+        "x/a",
+        "ip:93.184.216.34",
+        "443",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!("tiers_domain_names_human", transcript(&out));
+    let out = run(
+        "43-cnp-empty-peer-pass-denies-all",
+        "z/a",
+        "ip:203.0.113.9",
+        "80",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!("tiers_fail_closed_human", transcript(&out));
+}
