@@ -501,9 +501,15 @@ proptest! {
                 if matches!((from_t, to_t), (Endpoint::Ip(_), Endpoint::Ip(_))) {
                     continue;
                 }
+                // The port sets of `matrix` agree with decide.
+                let port_set = tables.allowed_ports(from_t, to_t);
                 for protocol in Protocol::ALL {
-                    for port in [53u16, 80, 81, 82, 8080] {
+                    for port in [53u16, 54, 79, 80, 81, 82, 83, 8080, 65535] {
                         let table = tables.decide(from_t, to_t, protocol, port);
+                        let in_set = port_set.ranges[protocol.index()]
+                            .iter()
+                            .any(|&(lo, hi)| (lo..=hi).contains(&port));
+                        prop_assert_eq!(in_set, table, "allowed_ports {:?} -> {:?} {}/{}", from_t, to_t, port, protocol);
                         let reference = reference::allowed(world, from_r, to_r, protocol.as_str(), port);
                         prop_assert_eq!(
                             table, reference,
