@@ -223,6 +223,86 @@ impl From<&IngressPeerSpec> for EgressPeerSpec {
     }
 }
 
+impl From<&EgressPeerSpec> for EgressPeerSpec {
+    fn from(p: &EgressPeerSpec) -> Self {
+        p.clone()
+    }
+}
+
+/// The port list of a rule, in either API version.
+#[derive(Debug, Clone, Copy)]
+pub enum PortsSpec<'a> {
+    /// v1alpha2 `protocols`.
+    V2(Option<&'a [ProtocolSpec]>),
+    /// v1alpha1 `ports`.
+    V1(Option<&'a [AnpPortSpec]>),
+}
+
+/// What the rule types of both versions and both directions share.
+pub trait RuleSpec {
+    fn name(&self) -> Option<&str>;
+    fn action(&self) -> &str;
+    /// The peers; ingress peers have the egress-only fields unset.
+    fn peers(&self) -> Vec<EgressPeerSpec>;
+    /// `from` or `to`.
+    fn peers_key(&self) -> &'static str;
+    fn ports(&self) -> PortsSpec<'_>;
+}
+
+macro_rules! rule_spec {
+    ($ty:ty, $peers:ident, $ports:ident, $version:ident) => {
+        impl RuleSpec for $ty {
+            fn name(&self) -> Option<&str> {
+                self.name.as_deref()
+            }
+            fn action(&self) -> &str {
+                &self.action
+            }
+            fn peers(&self) -> Vec<EgressPeerSpec> {
+                self.$peers.iter().map(EgressPeerSpec::from).collect()
+            }
+            fn peers_key(&self) -> &'static str {
+                stringify!($peers)
+            }
+            fn ports(&self) -> PortsSpec<'_> {
+                PortsSpec::$version(self.$ports.as_deref())
+            }
+        }
+    };
+}
+
+rule_spec!(CnpIngressRule, from, protocols, V2);
+rule_spec!(CnpEgressRule, to, protocols, V2);
+rule_spec!(AnpIngressRule, from, ports, V1);
+rule_spec!(AnpEgressRule, to, ports, V1);
+
+fn as_specs<T: RuleSpec>(list: &Option<Vec<T>>) -> Vec<&dyn RuleSpec> {
+    list.iter().flatten().map(|r| r as &dyn RuleSpec).collect()
+}
+
+impl AdminSource {
+    pub fn subject(&self) -> &SubjectSpec {
+        match self {
+            AdminSource::Cluster(c) => &c.spec.subject,
+            AdminSource::Admin(a) => &a.spec.subject,
+            AdminSource::Baseline(b) => &b.spec.subject,
+        }
+    }
+
+    /// The rules of one direction, in order.
+    pub fn rules(&self, direction: crate::model::Direction) -> Vec<&dyn RuleSpec> {
+        let ingress = direction == crate::model::Direction::Ingress;
+        match self {
+            AdminSource::Cluster(c) if ingress => as_specs(&c.spec.ingress),
+            AdminSource::Cluster(c) => as_specs(&c.spec.egress),
+            AdminSource::Admin(a) if ingress => as_specs(&a.spec.ingress),
+            AdminSource::Admin(a) => as_specs(&a.spec.egress),
+            AdminSource::Baseline(b) if ingress => as_specs(&b.spec.ingress),
+            AdminSource::Baseline(b) => as_specs(&b.spec.egress),
+        }
+    }
+}
+
 /// An admin policy as read, in its own API version.
 #[derive(Debug, Clone)]
 pub enum AdminSource {
@@ -469,20 +549,6 @@ fn p(base: &[Seg], more: impl IntoIterator<Item = Seg>) -> Vec<Seg> {
 /// every diagnostic (warnings too).
 pub type Lowered = (Option<AdminPolicy>, Vec<Diagnostic>);
 
-/// The port list of a rule, in either API version.
-enum Ports<'a> {
-    V2(Option<&'a [ProtocolSpec]>),
-    V1(Option<&'a [AnpPortSpec]>),
-}
-
-struct RawRule<'a> {
-    name: Option<&'a str>,
-    action: &'a str,
-    peers: Vec<EgressPeerSpec>,
-    peers_key: &'static str,
-    ports: Ports<'a>,
-}
-
 pub fn lower_cnp(cnp: &ClusterNetworkPolicy, at: &dyn Locate) -> Lowered {
     let mut cx = Cx {
         at,
@@ -512,28 +578,8 @@ pub fn lower_cnp(cnp: &ClusterNetworkPolicy, at: &dyn Locate) -> Lowered {
     };
     let priority = priority(&mut cx, spec.priority, &p(&sp, [Seg::Key("priority")]));
     let subject = subject(&mut cx, &spec.subject, &p(&sp, [Seg::Key("subject")]));
-    let ingress = rules(
-        &mut cx,
-        spec.ingress.iter().flatten().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: &r.action,
-            peers: r.from.iter().map(EgressPeerSpec::from).collect(),
-            peers_key: "from",
-            ports: Ports::V2(r.protocols.as_deref()),
-        }),
-        &p(&sp, [Seg::Key("ingress")]),
-    );
-    let egress = rules(
-        &mut cx,
-        spec.egress.iter().flatten().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: &r.action,
-            peers: r.to.clone(),
-            peers_key: "to",
-            ports: Ports::V2(r.protocols.as_deref()),
-        }),
-        &p(&sp, [Seg::Key("egress")]),
-    );
+    let ingress = rules(&mut cx, &as_specs(&spec.ingress), "ingress");
+    let egress = rules(&mut cx, &as_specs(&spec.egress), "egress");
     finish(
         cx,
         cnp.metadata.name.clone(),
@@ -555,7 +601,8 @@ pub fn lower_anp(anp: &AdminNetworkPolicy, at: &dyn Locate) -> Lowered {
     let sp = vec![Seg::Key("spec")];
     let priority = priority(&mut cx, spec.priority, &p(&sp, [Seg::Key("priority")]));
     let subject = subject(&mut cx, &spec.subject, &p(&sp, [Seg::Key("subject")]));
-    let (ingress, egress) = v1_rules(&mut cx, &spec.ingress, &spec.egress);
+    let ingress = rules(&mut cx, &as_specs(&spec.ingress), "ingress");
+    let egress = rules(&mut cx, &as_specs(&spec.egress), "egress");
     finish(
         cx,
         anp.metadata.name.clone(),
@@ -585,7 +632,8 @@ pub fn lower_banp(banp: &BaselineAdminNetworkPolicy, at: &dyn Locate) -> Lowered
     let spec = &banp.spec;
     let sp = vec![Seg::Key("spec")];
     let subject = subject(&mut cx, &spec.subject, &p(&sp, [Seg::Key("subject")]));
-    let (ingress, egress) = v1_rules(&mut cx, &spec.ingress, &spec.egress);
+    let ingress = rules(&mut cx, &as_specs(&spec.ingress), "ingress");
+    let egress = rules(&mut cx, &as_specs(&spec.egress), "egress");
     finish(
         cx,
         Some(name),
@@ -595,37 +643,6 @@ pub fn lower_banp(banp: &BaselineAdminNetworkPolicy, at: &dyn Locate) -> Lowered
         ingress,
         egress,
     )
-}
-
-fn v1_rules(
-    cx: &mut Cx<'_>,
-    ingress: &Option<Vec<AnpIngressRule>>,
-    egress: &Option<Vec<AnpEgressRule>>,
-) -> (Vec<AdminRule>, Vec<AdminRule>) {
-    let sp = vec![Seg::Key("spec")];
-    let ingress = rules(
-        cx,
-        ingress.iter().flatten().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: &r.action,
-            peers: r.from.iter().map(EgressPeerSpec::from).collect(),
-            peers_key: "from",
-            ports: Ports::V1(r.ports.as_deref()),
-        }),
-        &p(&sp, [Seg::Key("ingress")]),
-    );
-    let egress = rules(
-        cx,
-        egress.iter().flatten().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: &r.action,
-            peers: r.to.clone(),
-            peers_key: "to",
-            ports: Ports::V1(r.ports.as_deref()),
-        }),
-        &p(&sp, [Seg::Key("egress")]),
-    );
-    (ingress, egress)
 }
 
 fn finish(
@@ -717,26 +734,19 @@ fn pod_set(cx: &mut Cx<'_>, pods: &NamespacedPodSpec, at: &[Seg]) -> Option<PodS
     })
 }
 
-fn rules<'a>(
-    cx: &mut Cx<'_>,
-    raw: impl Iterator<Item = RawRule<'a>>,
-    at: &[Seg],
-) -> Vec<AdminRule> {
-    let raw: Vec<RawRule> = raw.collect();
-    let direction = match at.last() {
-        Some(Seg::Key(k)) => *k,
-        _ => "rules",
-    };
-    cx.length(raw.len(), (0, cx.kind.max_items()), at, direction, "");
-    raw.iter()
+/// The rules of `spec.<direction>`.
+fn rules(cx: &mut Cx<'_>, list: &[&dyn RuleSpec], direction: &'static str) -> Vec<AdminRule> {
+    let at = [Seg::Key("spec"), Seg::Key(direction)];
+    cx.length(list.len(), (0, cx.kind.max_items()), &at, direction, "");
+    list.iter()
         .enumerate()
-        .filter_map(|(i, r)| rule(cx, r, &p(at, [Seg::Index(i)])))
+        .filter_map(|(i, r)| rule(cx, *r, &p(&at, [Seg::Index(i)])))
         .collect()
 }
 
-fn rule(cx: &mut Cx<'_>, r: &RawRule<'_>, at: &[Seg]) -> Option<AdminRule> {
+fn rule(cx: &mut Cx<'_>, r: &dyn RuleSpec, at: &[Seg]) -> Option<AdminRule> {
     let errors_before = cx.diags.len();
-    if let Some(name) = r.name
+    if let Some(name) = r.name()
         && name.chars().count() > 100
     {
         cx.report(
@@ -747,7 +757,7 @@ fn rule(cx: &mut Cx<'_>, r: &RawRule<'_>, at: &[Seg]) -> Option<AdminRule> {
         );
     }
     let action_path = p(at, [Seg::Key("action")]);
-    let action = match (cx.kind, r.action) {
+    let action = match (cx.kind, r.action()) {
         (AdminKind::ClusterNetworkPolicy, "Accept") => Some(Action::Accept),
         (AdminKind::AdminNetworkPolicy | AdminKind::BaselineAdminNetworkPolicy, "Allow") => {
             Some(Action::Accept)
@@ -786,16 +796,17 @@ fn rule(cx: &mut Cx<'_>, r: &RawRule<'_>, at: &[Seg]) -> Option<AdminRule> {
         }
     };
 
-    let peers_path = p(at, [Seg::Key(r.peers_key)]);
+    let peers_spec = r.peers();
+    let peers_path = p(at, [Seg::Key(r.peers_key())]);
     cx.length(
-        r.peers.len(),
+        peers_spec.len(),
         (1, cx.kind.max_items()),
         &peers_path,
-        r.peers_key,
+        r.peers_key(),
         "a rule needs at least one peer; `namespaces: {}` matches every pod",
     );
     let mut peers = Vec::new();
-    for (i, peer_spec) in r.peers.iter().enumerate() {
+    for (i, peer_spec) in peers_spec.iter().enumerate() {
         if let Some(peer) = peer(cx, peer_spec, &p(&peers_path, [Seg::Index(i)])) {
             peers.push(peer);
         }
@@ -809,7 +820,7 @@ fn rule(cx: &mut Cx<'_>, r: &RawRule<'_>, at: &[Seg]) -> Option<AdminRule> {
         cx.report(
             Code::InvalidDomainNames,
             &p(&peers_path, [Seg::Index(i), Seg::Key("domainNames")]),
-            format!("`domainNames` in a rule whose action is `{}`", r.action),
+            format!("`domainNames` in a rule whose action is `{}`", r.action()),
             format!(
                 "domainNames are only supported in {} rules: allow-list the domains, then deny the rest with a later rule",
                 cx.kind.accept_word()
@@ -817,12 +828,12 @@ fn rule(cx: &mut Cx<'_>, r: &RawRule<'_>, at: &[Seg]) -> Option<AdminRule> {
         );
     }
 
-    let ports = match &r.ports {
-        Ports::V2(list) => list.map(|l| protocols(cx, l, &p(at, [Seg::Key("protocols")]))),
-        Ports::V1(list) => list.map(|l| v1_ports(cx, l, &p(at, [Seg::Key("ports")]))),
+    let ports = match r.ports() {
+        PortsSpec::V2(list) => list.map(|l| protocols(cx, l, &p(at, [Seg::Key("protocols")]))),
+        PortsSpec::V1(list) => list.map(|l| v1_ports(cx, l, &p(at, [Seg::Key("ports")]))),
     };
     if let Some(ports) = &ports
-        && r.peers_key == "to"
+        && r.peers_key() == "to"
         && ports.iter().any(|p| matches!(p, AdminPort::Named(_)))
         && let Some(i) = peers.iter().position(|p| {
             matches!(
@@ -845,7 +856,7 @@ fn rule(cx: &mut Cx<'_>, r: &RawRule<'_>, at: &[Seg]) -> Option<AdminRule> {
         return None;
     }
     Some(AdminRule {
-        name: r.name.map(str::to_owned),
+        name: r.name().map(str::to_owned),
         action: action?,
         peers,
         ports,

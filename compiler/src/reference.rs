@@ -11,8 +11,8 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, Network
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::admin::{AdminSource, EgressPeerSpec, NamespacedPodSpec, Node, SubjectSpec};
-use crate::model::{Namespace, Workload, WorkloadKind};
+use crate::admin::{AdminSource, EgressPeerSpec, NamespacedPodSpec, Node, PortsSpec, SubjectSpec};
+use crate::model::{Direction, Namespace, Workload, WorkloadKind};
 
 /// The cluster as the reference evaluator sees it.
 #[derive(Debug, Clone, Copy)]
@@ -310,18 +310,6 @@ struct Flow<'a> {
     port: u16,
 }
 
-/// One rule of either version, borrowed.
-struct AnyRule<'a> {
-    action: &'a str,
-    peers: Vec<EgressPeerSpec>,
-    ports: AnyPorts<'a>,
-}
-
-enum AnyPorts<'a> {
-    V2(Option<&'a [crate::admin::ProtocolSpec]>),
-    V1(Option<&'a [crate::admin::AnpPortSpec]>),
-}
-
 /// The policies of a tier in the order they are checked: "lower priority
 /// values have higher precedence"; equal priorities by name, then kind
 /// (ambit's choice); the BaselineAdminNetworkPolicy after every Baseline
@@ -364,12 +352,17 @@ fn tier_policies(world: World<'_>, admin: bool) -> Vec<&AdminSource> {
 /// The first matching rule of the tier's policies that select `pod`.
 fn admin_tier(flow: Flow<'_>, pod: &Workload, admin: bool) -> Option<Decision> {
     for source in tier_policies(flow.world, admin) {
-        let (subject, rules) = rules_of(source, flow.direction);
-        if !subject_selects(flow.world, subject, pod) {
+        if !subject_selects(flow.world, source.subject(), pod) {
             continue;
         }
-        for rule in rules {
-            let decision = match rule.action {
+        let direction = if flow.direction == "Ingress" {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        };
+        for rule in source.rules(direction) {
+            let peers = rule.peers();
+            let decision = match rule.action() {
                 "Accept" | "Allow" => Decision::Accept,
                 "Deny" => Decision::Deny,
                 _ => Decision::Pass,
@@ -378,7 +371,7 @@ fn admin_tier(flow: Flow<'_>, pod: &Workload, admin: bool) -> Option<Decision> {
             // closed. For Accept rules, fail closed means: treat the rule as
             // matching no traffic. For Deny and Pass rules ... a Deny all
             // rule."
-            let unset = rule.peers.iter().any(|p| {
+            let unset = peers.iter().any(|p| {
                 p.namespaces.is_none()
                     && p.pods.is_none()
                     && p.nodes.is_none()
@@ -391,81 +384,13 @@ fn admin_tier(flow: Flow<'_>, pod: &Workload, admin: bool) -> Option<Decision> {
                 }
                 return Some(Decision::Deny);
             }
-            let peer_ok = rule.peers.iter().any(|p| admin_peer_matches(flow, p));
-            if peer_ok && admin_ports_match(flow, &rule.ports) {
+            let peer_ok = peers.iter().any(|p| admin_peer_matches(flow, p));
+            if peer_ok && admin_ports_match(flow, rule.ports()) {
                 return Some(decision);
             }
         }
     }
     None
-}
-
-fn rules_of<'a>(source: &'a AdminSource, direction: &str) -> (&'a SubjectSpec, Vec<AnyRule<'a>>) {
-    let ingress = direction == "Ingress";
-    match source {
-        AdminSource::Cluster(c) => {
-            let rules = if ingress {
-                c.spec
-                    .ingress
-                    .iter()
-                    .flatten()
-                    .map(|r| AnyRule {
-                        action: &r.action,
-                        peers: r.from.iter().map(EgressPeerSpec::from).collect(),
-                        ports: AnyPorts::V2(r.protocols.as_deref()),
-                    })
-                    .collect()
-            } else {
-                c.spec
-                    .egress
-                    .iter()
-                    .flatten()
-                    .map(|r| AnyRule {
-                        action: &r.action,
-                        peers: r.to.clone(),
-                        ports: AnyPorts::V2(r.protocols.as_deref()),
-                    })
-                    .collect()
-            };
-            (&c.spec.subject, rules)
-        }
-        AdminSource::Admin(a) => (
-            &a.spec.subject,
-            v1_rules(&a.spec.ingress, &a.spec.egress, ingress),
-        ),
-        AdminSource::Baseline(b) => (
-            &b.spec.subject,
-            v1_rules(&b.spec.ingress, &b.spec.egress, ingress),
-        ),
-    }
-}
-
-fn v1_rules<'a>(
-    ingress: &'a Option<Vec<crate::admin::AnpIngressRule>>,
-    egress: &'a Option<Vec<crate::admin::AnpEgressRule>>,
-    want_ingress: bool,
-) -> Vec<AnyRule<'a>> {
-    if want_ingress {
-        ingress
-            .iter()
-            .flatten()
-            .map(|r| AnyRule {
-                action: &r.action,
-                peers: r.from.iter().map(EgressPeerSpec::from).collect(),
-                ports: AnyPorts::V1(r.ports.as_deref()),
-            })
-            .collect()
-    } else {
-        egress
-            .iter()
-            .flatten()
-            .map(|r| AnyRule {
-                action: &r.action,
-                peers: r.to.clone(),
-                ports: AnyPorts::V1(r.ports.as_deref()),
-            })
-            .collect()
-    }
 }
 
 /// "Note that host-networked pods are not included in subject selection."
@@ -533,7 +458,7 @@ fn admin_peer_matches(flow: Flow<'_>, peer: &EgressPeerSpec) -> bool {
     false
 }
 
-fn admin_ports_match(flow: Flow<'_>, ports: &AnyPorts<'_>) -> bool {
+fn admin_ports_match(flow: Flow<'_>, ports: PortsSpec<'_>) -> bool {
     let named = |name: &str| match flow.destination {
         // ambit's choice: the container port's protocol binds too.
         End::Pod(pod) => pod.ports.iter().any(|cp| {
@@ -545,8 +470,8 @@ fn admin_ports_match(flow: Flow<'_>, ports: &AnyPorts<'_>) -> bool {
     };
     let in_range = |start: i64, end: i64| (start..=end).contains(&(flow.port as i64));
     match ports {
-        AnyPorts::V2(None) | AnyPorts::V1(None) => true,
-        AnyPorts::V2(Some(list)) => list.iter().any(|e| {
+        PortsSpec::V2(None) | PortsSpec::V1(None) => true,
+        PortsSpec::V2(Some(list)) => list.iter().any(|e| {
             let transport = [("TCP", &e.tcp), ("UDP", &e.udp), ("SCTP", &e.sctp)]
                 .into_iter()
                 .find_map(|(proto, t)| t.as_ref().map(|t| (proto, t)));
@@ -565,7 +490,7 @@ fn admin_ports_match(flow: Flow<'_>, ports: &AnyPorts<'_>) -> bool {
                 (None, None) => false,
             }
         }),
-        AnyPorts::V1(Some(list)) => list.iter().any(|e| {
+        PortsSpec::V1(Some(list)) => list.iter().any(|e| {
             if let Some(n) = &e.port_number {
                 n.protocol.as_deref().unwrap_or("TCP") == flow.protocol && in_range(n.port, n.port)
             } else if let Some(r) = &e.port_range {
