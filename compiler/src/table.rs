@@ -162,6 +162,16 @@ pub struct IpBlock {
     pub except: Vec<IpNet>,
 }
 
+impl Peers {
+    fn admit(&self, remote: Remote) -> bool {
+        self.all
+            || match remote {
+                Remote::Class(c) => self.classes.contains(c) || self.ip_classes.contains(c),
+                Remote::Ip(ip) => self.ip_blocks.iter().any(|b| b.contains(ip)),
+            }
+    }
+}
+
 impl IpBlock {
     pub fn contains(&self, ip: IpAddr) -> bool {
         ip_block_contains(&self.cidr, &self.except, ip)
@@ -735,14 +745,7 @@ impl Tables {
         proto: Protocol,
         port: u16,
     ) -> bool {
-        let peer_ok = rule.peers.all
-            || match remote {
-                Remote::Class(c) => {
-                    rule.peers.classes.contains(c) || rule.peers.ip_classes.contains(c)
-                }
-                Remote::Ip(ip) => rule.peers.ip_blocks.iter().any(|b| b.contains(ip)),
-            };
-        peer_ok
+        rule.peers.admit(remote)
             && match &rule.ports {
                 None => true,
                 Some(specs) => specs.iter().any(|s| self.port_matches(s, dst, proto, port)),
@@ -800,9 +803,15 @@ impl Tables {
         }
         let mut cuts: Vec<u32> = vec![1, 65536];
         let dst_class = self.class_of(to);
-        let mut add_iso = |iso: &Isolation| {
+        // The port bounds of the rules that can match this pair: a rule
+        // whose peers exclude the remote end decides nothing here.
+        let mut add_iso = |iso: &Isolation, remote: Remote| {
             for &r in iso.admin.iter().chain(&iso.rules).chain(&iso.baseline) {
-                for s in self.rules[r as usize].ports.iter().flatten() {
+                let rule = &self.rules[r as usize];
+                if !rule.peers.admit(remote) {
+                    continue;
+                }
+                for s in rule.ports.iter().flatten() {
                     match s {
                         PortSpec::AnyPort(_) => {}
                         PortSpec::Range { start, end, .. } => {
@@ -822,10 +831,13 @@ impl Tables {
             }
         };
         if let Endpoint::Workload(w) = from {
-            add_iso(&self.egress[self.workloads[w as usize].class as usize]);
+            add_iso(
+                &self.egress[self.workloads[w as usize].class as usize],
+                self.remote(to),
+            );
         }
         if let Some(c) = dst_class {
-            add_iso(&self.ingress[c as usize]);
+            add_iso(&self.ingress[c as usize], self.remote(from));
             // Ports that authorization singles out.
             let a = &self.authz.classes[c as usize];
             for &(port, _, _) in &a.mtls.ports {
