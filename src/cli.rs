@@ -62,6 +62,10 @@ pub struct CompileArgs {
         value_name = "FILE|json"
     )]
     pub output: String,
+    /// Prove with Z3 that the tables decide every flow of the inventory (all
+    /// ports, all protocols) as the policy semantics does.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,14 +3,39 @@
 use std::io::Write;
 use std::path::Path;
 
+use ambit_verifier::check::Outcome;
+
 use crate::cli::CompileArgs;
 use crate::commands::{Status, load};
 
 pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
-    let (_cluster, tables) = match load(&args.input, false, verbose) {
+    let (cluster, tables) = match load(&args.input, false, verbose) {
         Ok(t) => t,
         Err(status) => return Ok(status),
     };
+    if args.check {
+        match ambit_verifier::check::check(&cluster, &tables) {
+            Outcome::Proved { workloads } => eprintln!(
+                "checked: the tables decide as the policy semantics for every flow between the {workloads} workloads, on every port and protocol"
+            ),
+            Outcome::Mismatch(m) => {
+                eprintln!(
+                    "ambit: the tables and the policy semantics differ (a compiler bug): {} -> {} {}/{}: tables {}, semantics {}",
+                    m.from,
+                    m.to,
+                    m.port,
+                    m.protocol,
+                    verdict(m.tables),
+                    verdict(m.semantics)
+                );
+                return Ok(Status::Failure);
+            }
+            Outcome::Unknown(why) => {
+                eprintln!("ambit: the solver could not decide the check: {why}");
+                return Ok(Status::Failure);
+            }
+        }
+    }
     let json = tables.to_json();
     if args.output == "-" || args.output == "json" {
         std::io::stdout().lock().write_all(json.as_bytes())?;
@@ -49,4 +74,8 @@ pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
         tables.input_hash,
     );
     Ok(Status::Success)
+}
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed { "allow" } else { "deny" }
 }

@@ -5,7 +5,7 @@ use std::fs;
 
 use ambit_compiler::table::Tables;
 
-use super::util::{ambit, ambit_in, root};
+use super::util::{ambit, ambit_in, root, transcript};
 
 /// Split a multi-document file into its documents.
 fn documents(text: &str) -> Vec<String> {
@@ -244,4 +244,25 @@ items:
         "8080",
     ]);
     assert_eq!(q.status.code(), Some(1));
+}
+
+/// `--check` proves the demo's tables with Z3 and still writes them.
+#[test]
+fn check_proves_the_demo_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tables.json");
+    let out = ambit(&[
+        "compile",
+        "testdata/demo",
+        "--check",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("checked: the tables decide as the policy semantics for every flow between the 9 workloads"),
+        "{stderr}"
+    );
+    assert!(path.exists());
 }

@@ -4,9 +4,11 @@
 //! to the system libz3 through the `z3` crate). It reads only
 //! [`ambit_compiler::table::Tables`], never YAML.
 //!
-//! The SMT encoding, translation validation, invariants, queries, lints, the
-//! semantic diff and the reachability graph are built on this crate; today it
-//! holds the solver handshake that the build and CI rely on.
+//! - [`encode`]: the SMT encoding of the policy semantics and of the tables;
+//! - [`check`]: translation validation (`ambit compile --check`).
+
+pub mod check;
+pub mod encode;
 
 /// The version of the Z3 library ambit is linked against, e.g. `Z3 4.8.12.0`.
 pub fn solver_version() -> String {

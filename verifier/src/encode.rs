@@ -1,0 +1,913 @@
+//! The SMT encoding: one function per policy construct, so that it reads like
+//! the semantics.
+//!
+//! A flow is `src → dst` on `port`/`protocol`. An end is a [`Pod`]: symbolic
+//! attributes (namespace, label atoms, namespace label atoms, IP addresses,
+//! host network, named container ports) that the caller ties to the
+//! inventory, or leaves free for a pod that does not exist yet. The port is a
+//! 16-bit vector, the protocol an integer of [`Protocol::index`].
+//!
+//! Labels are Boolean atoms `key=value` over the values the policies and the
+//! inventory mention, plus one atom per key for "some other value"; at most
+//! one atom of a key holds, and `key` exists exactly when one does
+//! ([`Labels::well_formed`]). Addresses are 128-bit vectors with an IPv6
+//! flag (an IPv4 address in the low 32 bits); a CIDR is a prefix constraint.
+//!
+//! Two encodings of one decision live here: [`Semantics`] reads the policy IR
+//! (NetworkPolicies, admin tiers) as the Kubernetes and network-policy-api
+//! documentation define it; [`TableEncoding`] reads the compiled decision
+//! tables. Translation validation asks the solver for a flow on which they
+//! differ.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ambit_compiler::admin::{Action, AdminPeer, AdminPolicy, AdminPort, Node, PodSet, Tier};
+use ambit_compiler::labels::{Labels as LabelMap, Requirement, Selector};
+use ambit_compiler::model::{Cluster, Direction, NetworkPolicy, Peer, PortSpec, Protocol, Rule};
+use ambit_compiler::table::{ClassSet, Peers, Tables};
+use ipnet::IpNet;
+use z3::ast::{BV, Bool, Int};
+
+/// The label keys and values an encoding needs atoms for.
+#[derive(Debug, Clone, Default)]
+pub struct Vocabulary {
+    /// Pod label keys and their known values.
+    pub pod: BTreeMap<String, BTreeSet<String>>,
+    /// Namespace label keys and their known values.
+    pub namespace: BTreeMap<String, BTreeSet<String>>,
+    /// Container port names the policies use.
+    pub port_names: BTreeSet<String>,
+    /// The most IP addresses one workload has.
+    pub ip_slots: usize,
+}
+
+impl Vocabulary {
+    /// Everything the cluster's policies and inventory mention.
+    pub fn of(cluster: &Cluster) -> Vocabulary {
+        let mut v = Vocabulary::default();
+        let add = |m: &mut BTreeMap<String, BTreeSet<String>>, labels: &LabelMap| {
+            for (k, val) in labels {
+                m.entry(k.clone()).or_default().insert(val.clone());
+            }
+        };
+        for w in &cluster.workloads {
+            add(&mut v.pod, &w.labels);
+            v.ip_slots = v.ip_slots.max(w.ips.len());
+        }
+        for ns in cluster.namespaces.values() {
+            add(&mut v.namespace, &ns.labels);
+        }
+        let sel = |m: &mut BTreeMap<String, BTreeSet<String>>, s: &Selector| {
+            for r in &s.requirements {
+                let entry = m.entry(r.key().to_owned()).or_default();
+                if let Requirement::In { values, .. } | Requirement::NotIn { values, .. } = r {
+                    entry.extend(values.iter().cloned());
+                }
+            }
+        };
+        for np in &cluster.network_policies {
+            sel(&mut v.pod, &np.pod_selector);
+            for rule in np
+                .ingress
+                .iter()
+                .flatten()
+                .chain(np.egress.iter().flatten())
+            {
+                for peer in rule.peers.iter().flatten() {
+                    if let Peer::Pods { namespaces, pods } = peer {
+                        sel(&mut v.pod, pods);
+                        if let Some(ns) = namespaces {
+                            sel(&mut v.namespace, ns);
+                        }
+                    }
+                }
+                for port in rule.ports.iter().flatten() {
+                    if let PortSpec::Named { name, .. } = port {
+                        v.port_names.insert(name.clone());
+                    }
+                }
+            }
+        }
+        for ap in &cluster.admin_policies {
+            sel(&mut v.namespace, &ap.subject.namespaces);
+            sel(&mut v.pod, &ap.subject.pods);
+            for rule in ap.ingress.iter().chain(&ap.egress) {
+                for peer in &rule.peers {
+                    if let AdminPeer::Pods(set) = peer {
+                        sel(&mut v.namespace, &set.namespaces);
+                        sel(&mut v.pod, &set.pods);
+                    }
+                }
+                for port in rule.ports.iter().flatten() {
+                    if let AdminPort::Named(name) = port {
+                        v.port_names.insert(name.clone());
+                    }
+                }
+            }
+        }
+        v.ip_slots = v.ip_slots.max(1);
+        v
+    }
+}
+
+/// Label atoms of one object: `key=value` per known value, and "some other
+/// value" per key.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    atoms: BTreeMap<String, (BTreeMap<String, Bool>, Bool)>,
+}
+
+impl Labels {
+    pub fn new(prefix: &str, vocabulary: &BTreeMap<String, BTreeSet<String>>) -> Labels {
+        let atoms = vocabulary
+            .iter()
+            .map(|(k, values)| {
+                let known = values
+                    .iter()
+                    .map(|v| (v.clone(), Bool::new_const(format!("{prefix}|{k}={v}"))))
+                    .collect();
+                (
+                    k.clone(),
+                    (known, Bool::new_const(format!("{prefix}|{k}=*"))),
+                )
+            })
+            .collect();
+        Labels { atoms }
+    }
+
+    /// A key has at most one value.
+    pub fn well_formed(&self) -> Bool {
+        let each: Vec<Bool> = self
+            .atoms
+            .values()
+            .map(|(known, other)| {
+                let all: Vec<&Bool> = known.values().chain([other]).collect();
+                z3::ast::atmost(all, 1)
+            })
+            .collect();
+        Bool::and(&each)
+    }
+
+    /// The atoms equal these concrete labels.
+    pub fn are(&self, labels: &LabelMap) -> Bool {
+        let mut eqs = Vec::new();
+        for (k, (known, other)) in &self.atoms {
+            let value = labels.get(k);
+            for (v, atom) in known {
+                eqs.push(atom.iff(Bool::from_bool(value == Some(v))));
+            }
+            eqs.push(other.iff(Bool::from_bool(
+                value.is_some_and(|v| !known.contains_key(v)),
+            )));
+        }
+        Bool::and(&eqs)
+    }
+
+    /// `key` exists.
+    pub fn exists(&self, key: &str) -> Bool {
+        match self.atoms.get(key) {
+            None => Bool::from_bool(false),
+            Some((known, other)) => {
+                let all: Vec<&Bool> = known.values().chain([other]).collect();
+                Bool::or(&all)
+            }
+        }
+    }
+
+    /// `key` has one of `values`.
+    pub fn is_in(&self, key: &str, values: &BTreeSet<String>) -> Bool {
+        match self.atoms.get(key) {
+            None => Bool::from_bool(false),
+            Some((known, _)) => {
+                let hits: Vec<&Bool> = values.iter().filter_map(|v| known.get(v)).collect();
+                Bool::or(&hits)
+            }
+        }
+    }
+
+    /// The value of `key` in a model, for counterexamples.
+    pub fn value_in(&self, model: &z3::Model, key: &str) -> Option<String> {
+        let (known, other) = self.atoms.get(key)?;
+        for (v, atom) in known {
+            if model.eval(atom, true).and_then(|b| b.as_bool()) == Some(true) {
+                return Some(v.clone());
+            }
+        }
+        (model.eval(other, true).and_then(|b| b.as_bool()) == Some(true))
+            .then(|| "<other>".to_owned())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.atoms.keys().map(String::as_str)
+    }
+}
+
+/// A label selector: the conjunction of its requirements.
+pub fn selector(sel: &Selector, labels: &Labels) -> Bool {
+    let reqs: Vec<Bool> = sel
+        .requirements
+        .iter()
+        .map(|r| requirement(r, labels))
+        .collect();
+    Bool::and(&reqs)
+}
+
+/// One requirement: `In`, `NotIn` (true without the key), `Exists`,
+/// `DoesNotExist`.
+pub fn requirement(r: &Requirement, labels: &Labels) -> Bool {
+    match r {
+        Requirement::In { key, values } => labels.is_in(key, values),
+        Requirement::NotIn { key, values } => labels.is_in(key, values).not(),
+        Requirement::Exists { key } => labels.exists(key),
+        Requirement::DoesNotExist { key } => labels.exists(key).not(),
+    }
+}
+
+/// One address: `v6` and 128 bits (an IPv4 address in the low 32).
+#[derive(Debug, Clone)]
+pub struct Addr {
+    pub valid: Bool,
+    pub v6: Bool,
+    pub bits: BV,
+}
+
+impl Addr {
+    pub fn new(prefix: &str) -> Addr {
+        Addr {
+            valid: Bool::new_const(format!("{prefix}.valid")),
+            v6: Bool::new_const(format!("{prefix}.v6")),
+            bits: BV::new_const(format!("{prefix}.bits"), 128),
+        }
+    }
+
+    /// The address is this concrete one (or, with `None`, absent).
+    pub fn is(&self, ip: Option<IpAddr>) -> Bool {
+        match ip {
+            None => self.valid.not(),
+            Some(ip) => {
+                let (v6, value) = bits_of(ip);
+                Bool::and(&[
+                    self.valid.clone(),
+                    self.v6.iff(Bool::from_bool(v6)),
+                    self.bits.eq(bv128(value)),
+                ])
+            }
+        }
+    }
+
+    /// Inside the CIDR: the family matches and the prefix bits are equal.
+    pub fn in_cidr(&self, net: &IpNet) -> Bool {
+        let (v6, value) = bits_of(net.network());
+        let len = net.prefix_len() as u32;
+        let width = if v6 { 128 } else { 32 };
+        let family = self.v6.iff(Bool::from_bool(v6));
+        if len == 0 {
+            return Bool::and(&[self.valid.clone(), family]);
+        }
+        let (hi, lo) = (width - 1, width - len);
+        let mask = bv128(value).extract(hi, lo);
+        Bool::and(&[
+            self.valid.clone(),
+            family,
+            self.bits.extract(hi, lo).eq(mask),
+        ])
+    }
+
+    /// The concrete address of a model.
+    pub fn value_in(&self, model: &z3::Model) -> Option<IpAddr> {
+        if model.eval(&self.valid, true)?.as_bool()? {
+            let v6 = model.eval(&self.v6, true)?.as_bool()?;
+            let bits = model.eval(&self.bits, true)?;
+            let s = bits.to_string();
+            let value = parse_bv_literal(&s)?;
+            Some(if v6 {
+                IpAddr::V6(std::net::Ipv6Addr::from(value))
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::from(value as u32))
+            })
+        } else {
+            None
+        }
+    }
+}
+
+fn parse_bv_literal(s: &str) -> Option<u128> {
+    if let Some(hex) = s.strip_prefix("#x") {
+        u128::from_str_radix(hex, 16).ok()
+    } else if let Some(bin) = s.strip_prefix("#b") {
+        u128::from_str_radix(bin, 2).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+fn bits_of(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(a) => (false, u32::from(a) as u128),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+fn bv128(value: u128) -> BV {
+    BV::from_str(128, &value.to_string()).expect("a 128-bit literal")
+}
+
+/// A container port declared under a name the policies use.
+#[derive(Debug, Clone)]
+pub struct NamedPort {
+    pub declared: Bool,
+    pub port: BV,
+    pub protocol: Int,
+}
+
+/// One end of a flow, symbolically.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    /// Index into the namespaces of the encoding (the last index is "a
+    /// namespace that does not exist yet").
+    pub namespace: Int,
+    pub labels: Labels,
+    pub namespace_labels: Labels,
+    pub ips: Vec<Addr>,
+    pub host_network: Bool,
+    pub named_ports: BTreeMap<String, NamedPort>,
+}
+
+impl Pod {
+    pub fn new(prefix: &str, vocabulary: &Vocabulary) -> Pod {
+        Pod {
+            namespace: Int::new_const(format!("{prefix}.ns")),
+            labels: Labels::new(&format!("{prefix}.label"), &vocabulary.pod),
+            namespace_labels: Labels::new(&format!("{prefix}.nslabel"), &vocabulary.namespace),
+            ips: (0..vocabulary.ip_slots)
+                .map(|i| Addr::new(&format!("{prefix}.ip{i}")))
+                .collect(),
+            host_network: Bool::new_const(format!("{prefix}.hostNetwork")),
+            named_ports: vocabulary
+                .port_names
+                .iter()
+                .map(|n| {
+                    (
+                        n.clone(),
+                        NamedPort {
+                            declared: Bool::new_const(format!("{prefix}.port[{n}]")),
+                            port: BV::new_const(format!("{prefix}.port[{n}].number"), 16),
+                            protocol: Int::new_const(format!("{prefix}.port[{n}].protocol")),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Some address of the pod is inside the CIDR.
+    pub fn has_ip_in(&self, net: &IpNet) -> Bool {
+        let each: Vec<Bool> = self.ips.iter().map(|a| a.in_cidr(net)).collect();
+        Bool::or(&each)
+    }
+
+    /// Some address of the pod is this one.
+    pub fn has_ip(&self, ip: IpAddr) -> Bool {
+        let each: Vec<Bool> = self.ips.iter().map(|a| a.is(Some(ip))).collect();
+        Bool::or(&each)
+    }
+}
+
+/// The flow's port and protocol.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub port: BV,
+    pub protocol: Int,
+}
+
+impl Service {
+    pub fn new() -> Service {
+        Service {
+            port: BV::new_const("port", 16),
+            protocol: Int::new_const("protocol"),
+        }
+    }
+
+    pub fn is_protocol(&self, p: Protocol) -> Bool {
+        self.protocol.eq(Int::from_u64(p.index() as u64))
+    }
+
+    pub fn in_range(&self, start: u16, end: u16) -> Bool {
+        Bool::and(&[
+            BV::from_u64(start as u64, 16).bvule(&self.port),
+            self.port.bvule(BV::from_u64(end as u64, 16)),
+        ])
+    }
+
+    /// The destination declares this named port, with the flow's port and
+    /// protocol.
+    pub fn named(&self, dst: &Pod, name: &str) -> Bool {
+        match dst.named_ports.get(name) {
+            None => Bool::from_bool(false),
+            Some(np) => Bool::and(&[
+                np.declared.clone(),
+                np.port.eq(&self.port),
+                np.protocol.eq(&self.protocol),
+            ]),
+        }
+    }
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The semantics of the policy IR.
+
+/// The namespaces of the encoding, by index.
+#[derive(Debug, Clone)]
+pub struct Namespaces {
+    pub names: Vec<String>,
+}
+
+impl Namespaces {
+    pub fn of(cluster: &Cluster) -> Namespaces {
+        Namespaces {
+            names: cluster.namespaces.keys().cloned().collect(),
+        }
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// The pod is in namespace `name` (false for a namespace the inventory
+    /// does not have).
+    pub fn is(&self, pod: &Pod, name: &str) -> Bool {
+        match self.index(name) {
+            Some(i) => pod.namespace.eq(Int::from_u64(i as u64)),
+            None => Bool::from_bool(false),
+        }
+    }
+}
+
+/// The IR's decision for one flow.
+#[derive(Debug)]
+pub struct Semantics<'a> {
+    pub cluster: &'a Cluster,
+    pub namespaces: &'a Namespaces,
+}
+
+impl Semantics<'_> {
+    /// The source's egress and the destination's ingress both allow.
+    pub fn allowed(&self, src: &Pod, dst: &Pod, svc: &Service) -> Bool {
+        Bool::and(&[
+            self.direction(Direction::Egress, src, dst, dst, svc),
+            self.direction(Direction::Ingress, dst, src, dst, svc),
+        ])
+    }
+
+    /// One direction of `pod` through the tiers: Admin, NetworkPolicy (when
+    /// a policy isolates the pod), Baseline, default allow.
+    pub fn direction(
+        &self,
+        direction: Direction,
+        pod: &Pod,
+        remote: &Pod,
+        dst: &Pod,
+        svc: &Service,
+    ) -> Bool {
+        let admin = self.tier(Tier::Admin, direction, pod, remote, dst, svc);
+        let baseline = self.tier(Tier::Baseline, direction, pod, remote, dst, svc);
+        let (isolated, admitted) = self.network_policies(direction, pod, remote, dst, svc);
+        let after_admin = isolated.ite(&admitted, &baseline.is(Decision::Deny).not());
+        admin.is(Decision::Accept).ite(
+            &Bool::from_bool(true),
+            &admin
+                .is(Decision::Deny)
+                .not()
+                .ite(&after_admin, &Bool::from_bool(false)),
+        )
+    }
+
+    /// Whether a NetworkPolicy isolates `pod` in `direction`, and whether one
+    /// of the isolating policies' rules admits the flow.
+    pub fn network_policies(
+        &self,
+        direction: Direction,
+        pod: &Pod,
+        remote: &Pod,
+        dst: &Pod,
+        svc: &Service,
+    ) -> (Bool, Bool) {
+        let mut isolating = Vec::new();
+        let mut admitting = Vec::new();
+        for np in &self.cluster.network_policies {
+            let Some(rules) = np.rules(direction) else {
+                continue;
+            };
+            let selects = self.np_selects(np, pod);
+            let any_rule: Vec<Bool> = rules
+                .iter()
+                .map(|r| self.np_rule(np, r, remote, dst, svc))
+                .collect();
+            admitting.push(Bool::and(&[selects.clone(), Bool::or(&any_rule)]));
+            isolating.push(selects);
+        }
+        (Bool::or(&isolating), Bool::or(&admitting))
+    }
+
+    /// A NetworkPolicy selects the pods of its namespace its podSelector
+    /// matches.
+    pub fn np_selects(&self, np: &NetworkPolicy, pod: &Pod) -> Bool {
+        Bool::and(&[
+            self.namespaces.is(pod, &np.namespace),
+            selector(&np.pod_selector, &pod.labels),
+        ])
+    }
+
+    /// A rule admits when a peer matches the remote end and a port entry the
+    /// flow (omitted: all).
+    pub fn np_rule(
+        &self,
+        np: &NetworkPolicy,
+        rule: &Rule,
+        remote: &Pod,
+        dst: &Pod,
+        svc: &Service,
+    ) -> Bool {
+        let peers = match &rule.peers {
+            None => Bool::from_bool(true),
+            Some(list) => {
+                let each: Vec<Bool> = list.iter().map(|p| self.np_peer(np, p, remote)).collect();
+                Bool::or(&each)
+            }
+        };
+        let ports = match &rule.ports {
+            None => Bool::from_bool(true),
+            Some(list) => {
+                let each: Vec<Bool> = list.iter().map(|p| port_spec(p, dst, svc)).collect();
+                Bool::or(&each)
+            }
+        };
+        Bool::and(&[peers, ports])
+    }
+
+    /// `namespaceSelector` AND `podSelector` (no namespaceSelector: the
+    /// policy's namespace); an ipBlock by the pod's addresses.
+    pub fn np_peer(&self, np: &NetworkPolicy, peer: &Peer, remote: &Pod) -> Bool {
+        match peer {
+            Peer::Pods { namespaces, pods } => {
+                let ns = match namespaces {
+                    None => self.namespaces.is(remote, &np.namespace),
+                    Some(sel) => selector(sel, &remote.namespace_labels),
+                };
+                Bool::and(&[ns, selector(pods, &remote.labels)])
+            }
+            Peer::IpBlock { cidr, except } => ip_block(remote, cidr, except),
+        }
+    }
+
+    /// The first matching rule of a tier's policies (in priority order, then
+    /// name, then kind) that select `pod`.
+    pub fn tier(
+        &self,
+        tier: Tier,
+        direction: Direction,
+        pod: &Pod,
+        remote: &Pod,
+        dst: &Pod,
+        svc: &Service,
+    ) -> TierDecision {
+        let mut policies: Vec<&AdminPolicy> = self
+            .cluster
+            .admin_policies
+            .iter()
+            .filter(|p| p.tier == tier)
+            .collect();
+        policies.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        // Build the first-match chain from the last rule backwards.
+        let mut decision = TierDecision::none();
+        for p in policies.iter().rev() {
+            let subject = self.subject(&p.subject, pod);
+            for rule in p.rules(direction).iter().rev() {
+                let (matches, action) = self.admin_rule(rule, remote, dst, svc);
+                decision =
+                    TierDecision::ite(&Bool::and(&[subject.clone(), matches]), action, &decision);
+            }
+        }
+        decision
+    }
+
+    /// Host-network pods are never subjects.
+    pub fn subject(&self, set: &PodSet, pod: &Pod) -> Bool {
+        Bool::and(&[pod.host_network.not(), self.pod_set(set, pod)])
+    }
+
+    pub fn pod_set(&self, set: &PodSet, pod: &Pod) -> Bool {
+        Bool::and(&[
+            selector(&set.namespaces, &pod.namespace_labels),
+            selector(&set.pods, &pod.labels),
+        ])
+    }
+
+    /// Whether an admin rule matches, and what it does. A peer with no field
+    /// fails closed: an Accept matches nothing, a Deny or Pass denies all.
+    pub fn admin_rule(
+        &self,
+        rule: &ambit_compiler::admin::AdminRule,
+        remote: &Pod,
+        dst: &Pod,
+        svc: &Service,
+    ) -> (Bool, Decision) {
+        if rule.fails_closed() {
+            return match rule.action {
+                Action::Accept => (Bool::from_bool(false), Decision::Accept),
+                Action::Deny | Action::Pass => (Bool::from_bool(true), Decision::Deny),
+            };
+        }
+        let peers: Vec<Bool> = rule
+            .peers
+            .iter()
+            .map(|p| self.admin_peer(p, remote))
+            .collect();
+        let ports = match &rule.ports {
+            None => Bool::from_bool(true),
+            Some(list) => {
+                let each: Vec<Bool> = list.iter().map(|p| admin_port(p, dst, svc)).collect();
+                Bool::or(&each)
+            }
+        };
+        let decision = match rule.action {
+            Action::Accept => Decision::Accept,
+            Action::Deny => Decision::Deny,
+            Action::Pass => Decision::Pass,
+        };
+        (Bool::and(&[Bool::or(&peers), ports]), decision)
+    }
+
+    /// Pods (never host-network ones), networks (any address of the end),
+    /// nodes (their addresses), domain names (nothing).
+    pub fn admin_peer(&self, peer: &AdminPeer, remote: &Pod) -> Bool {
+        match peer {
+            AdminPeer::Pods(set) => {
+                Bool::and(&[remote.host_network.not(), self.pod_set(set, remote)])
+            }
+            AdminPeer::Networks(nets) => {
+                let each: Vec<Bool> = nets.iter().map(|n| remote.has_ip_in(n)).collect();
+                Bool::or(&each)
+            }
+            AdminPeer::Nodes(sel) => {
+                let each: Vec<Bool> = nodes_matching(&self.cluster.nodes, sel)
+                    .map(|ip| remote.has_ip(ip))
+                    .collect();
+                Bool::or(&each)
+            }
+            AdminPeer::DomainNames(_) | AdminPeer::Unset => Bool::from_bool(false),
+        }
+    }
+}
+
+fn nodes_matching<'a>(nodes: &'a [Node], sel: &'a Selector) -> impl Iterator<Item = IpAddr> + 'a {
+    nodes
+        .iter()
+        .filter(|n| sel.matches(&n.labels))
+        .flat_map(|n| n.addresses.iter().copied())
+}
+
+/// An ipBlock: inside `cidr` and outside every `except`.
+pub fn ip_block(pod: &Pod, cidr: &IpNet, except: &[IpNet]) -> Bool {
+    let each: Vec<Bool> = pod
+        .ips
+        .iter()
+        .map(|a| {
+            let mut parts = vec![a.in_cidr(cidr)];
+            parts.extend(except.iter().map(|e| a.in_cidr(e).not()));
+            Bool::and(&parts)
+        })
+        .collect();
+    Bool::or(&each)
+}
+
+/// A NetworkPolicy port entry.
+pub fn port_spec(spec: &PortSpec, dst: &Pod, svc: &Service) -> Bool {
+    match spec {
+        PortSpec::AnyPort(p) => svc.is_protocol(*p),
+        PortSpec::Range {
+            protocol,
+            start,
+            end,
+        } => Bool::and(&[svc.is_protocol(*protocol), svc.in_range(*start, *end)]),
+        PortSpec::Named { protocol, name } => {
+            Bool::and(&[svc.is_protocol(*protocol), svc.named(dst, name)])
+        }
+        PortSpec::NamedAnyProtocol { name } => svc.named(dst, name),
+    }
+}
+
+/// An admin policy port entry; a named port binds its own protocol.
+pub fn admin_port(port: &AdminPort, dst: &Pod, svc: &Service) -> Bool {
+    match port {
+        AdminPort::Range {
+            protocol,
+            start,
+            end,
+        } => Bool::and(&[svc.is_protocol(*protocol), svc.in_range(*start, *end)]),
+        AdminPort::Named(name) => svc.named(dst, name),
+    }
+}
+
+/// What a tier decides: nothing, accept, deny or pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    None = 0,
+    Accept = 1,
+    Deny = 2,
+    Pass = 3,
+}
+
+/// A tier's decision as an integer term.
+#[derive(Debug, Clone)]
+pub struct TierDecision(Int);
+
+impl TierDecision {
+    pub fn none() -> TierDecision {
+        TierDecision(Int::from_u64(Decision::None as u64))
+    }
+
+    pub fn ite(cond: &Bool, then: Decision, otherwise: &TierDecision) -> TierDecision {
+        TierDecision(cond.ite(&Int::from_u64(then as u64), &otherwise.0))
+    }
+
+    pub fn is(&self, d: Decision) -> Bool {
+        self.0.eq(Int::from_u64(d as u64))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The decision tables.
+
+/// The tables' decision for one flow between two classes of the inventory.
+#[derive(Debug)]
+pub struct TableEncoding<'a> {
+    pub tables: &'a Tables,
+}
+
+impl TableEncoding<'_> {
+    /// `src` and `dst` are class indices.
+    pub fn allowed(&self, src: &Int, dst: &Int, svc: &Service) -> Bool {
+        Bool::and(&[
+            self.direction(Direction::Egress, src, dst, dst, svc),
+            self.direction(Direction::Ingress, dst, src, dst, svc),
+        ])
+    }
+
+    /// One direction of the class `own` (its egress or ingress entry) for a
+    /// flow with the class `remote`; `dst` is the destination class.
+    pub fn direction(
+        &self,
+        direction: Direction,
+        own: &Int,
+        remote: &Int,
+        dst: &Int,
+        svc: &Service,
+    ) -> Bool {
+        let entries = match direction {
+            Direction::Egress => &self.tables.egress,
+            Direction::Ingress => &self.tables.ingress,
+        };
+        let each: Vec<Bool> = entries
+            .iter()
+            .enumerate()
+            .map(|(c, iso)| {
+                Bool::and(&[
+                    own.eq(Int::from_u64(c as u64)),
+                    self.side(iso, remote, dst, svc),
+                ])
+            })
+            .collect();
+        Bool::or(&each)
+    }
+
+    fn side(
+        &self,
+        iso: &ambit_compiler::table::Isolation,
+        remote: &Int,
+        dst: &Int,
+        svc: &Service,
+    ) -> Bool {
+        let chain = |ids: &[u32]| {
+            let mut d = TierDecision::none();
+            for &r in ids.iter().rev() {
+                let rule = &self.tables.rules[r as usize];
+                let action = match rule.action {
+                    Some(Action::Accept) => Decision::Accept,
+                    Some(Action::Deny) => Decision::Deny,
+                    Some(Action::Pass) | None => Decision::Pass,
+                };
+                d = TierDecision::ite(&self.rule(rule, remote, dst, svc), action, &d);
+            }
+            d
+        };
+        let admin = chain(&iso.admin);
+        let baseline = chain(&iso.baseline);
+        let after_admin = if iso.isolated() {
+            let each: Vec<Bool> = iso
+                .rules
+                .iter()
+                .map(|&r| self.rule(&self.tables.rules[r as usize], remote, dst, svc))
+                .collect();
+            Bool::or(&each)
+        } else {
+            baseline.is(Decision::Deny).not()
+        };
+        admin.is(Decision::Accept).ite(
+            &Bool::from_bool(true),
+            &admin
+                .is(Decision::Deny)
+                .not()
+                .ite(&after_admin, &Bool::from_bool(false)),
+        )
+    }
+
+    fn rule(
+        &self,
+        rule: &ambit_compiler::table::TableRule,
+        remote: &Int,
+        dst: &Int,
+        svc: &Service,
+    ) -> Bool {
+        let peers = peers(&rule.peers, remote);
+        let ports = match &rule.ports {
+            None => Bool::from_bool(true),
+            Some(list) => {
+                let each: Vec<Bool> = list.iter().map(|p| self.port(p, dst, svc)).collect();
+                Bool::or(&each)
+            }
+        };
+        Bool::and(&[peers, ports])
+    }
+
+    fn port(&self, spec: &PortSpec, dst: &Int, svc: &Service) -> Bool {
+        let named = |name: &str, protocol: Option<Protocol>| {
+            let mut each = Vec::new();
+            for (c, class) in self.tables.classes.iter().enumerate() {
+                for cp in &class.ports {
+                    if cp.name.as_deref() == Some(name) && protocol.is_none_or(|p| p == cp.protocol)
+                    {
+                        each.push(Bool::and(&[
+                            dst.eq(Int::from_u64(c as u64)),
+                            svc.is_protocol(cp.protocol),
+                            svc.port.eq(BV::from_u64(cp.port as u64, 16)),
+                        ]));
+                    }
+                }
+            }
+            Bool::or(&each)
+        };
+        match spec {
+            PortSpec::AnyPort(p) => svc.is_protocol(*p),
+            PortSpec::Range {
+                protocol,
+                start,
+                end,
+            } => Bool::and(&[svc.is_protocol(*protocol), svc.in_range(*start, *end)]),
+            PortSpec::Named { protocol, name } => named(name, Some(*protocol)),
+            PortSpec::NamedAnyProtocol { name } => named(name, None),
+        }
+    }
+}
+
+/// A rule's peers among classes: every remote, or a class of its sets (as
+/// ranges of consecutive ids, to keep the formula small).
+fn peers(p: &Peers, remote: &Int) -> Bool {
+    if p.all {
+        return Bool::from_bool(true);
+    }
+    let mut each = class_ranges(&p.classes, remote);
+    each.extend(class_ranges(&p.ip_classes, remote));
+    Bool::or(&each)
+}
+
+fn class_ranges(set: &ClassSet, x: &Int) -> Vec<Bool> {
+    let ids: Vec<u32> = set.iter().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        let mut end = start;
+        while i + 1 < ids.len() && ids[i + 1] == end + 1 {
+            i += 1;
+            end = ids[i];
+        }
+        out.push(if start == end {
+            x.eq(Int::from_u64(start as u64))
+        } else {
+            Bool::and(&[
+                x.ge(Int::from_u64(start as u64)),
+                x.le(Int::from_u64(end as u64)),
+            ])
+        });
+        i += 1;
+    }
+    out
+}

@@ -1,0 +1,120 @@
+//! Translation validation over every cluster of `testdata/`, and a planted
+//! bug in the tables that it must find.
+
+use std::path::{Path, PathBuf};
+
+use ambit_compiler::admin::Action;
+use ambit_compiler::compile::compile;
+use ambit_compiler::load::{LoadOptions, load_paths};
+use ambit_compiler::model::Cluster;
+use ambit_compiler::table::Tables;
+use ambit_verifier::check::{Outcome, check};
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+fn load(paths: &[PathBuf]) -> Cluster {
+    let (cluster, _, diags) = load_paths(paths, &LoadOptions::default());
+    assert!(!diags.has_errors(), "{paths:?}: {:?}", diags.0.first());
+    cluster
+}
+
+/// The demo and every conformance case (its base cluster and its policies).
+fn every_cluster() -> Vec<(String, Cluster)> {
+    let mut out = vec![("demo".to_owned(), load(&[testdata().join("demo")]))];
+    for suite in ["netpol", "tiers", "authz"] {
+        let base = testdata().join("conformance").join(suite);
+        let mut cases: Vec<PathBuf> = std::fs::read_dir(&base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        cases.sort();
+        for case in cases {
+            let name = format!("{suite}/{}", case.file_name().unwrap().to_string_lossy());
+            let cluster = load(&[base.join("cluster.yaml"), case.join("policies.yaml")]);
+            out.push((name, cluster));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_testdata_cluster_is_proved() {
+    let clusters = every_cluster();
+    assert!(clusters.len() > 150);
+    for (name, cluster) in clusters {
+        let tables = compile(&cluster);
+        match check(&cluster, &tables) {
+            Outcome::Proved { .. } => {}
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+fn case(suite: &str, name: &str) -> Cluster {
+    let base = testdata().join("conformance").join(suite);
+    load(&[
+        base.join("cluster.yaml"),
+        base.join(name).join("policies.yaml"),
+    ])
+}
+
+fn mismatch(cluster: &Cluster, tables: &Tables) -> ambit_verifier::check::Mismatch {
+    match check(cluster, tables) {
+        Outcome::Mismatch(m) => {
+            assert_ne!(m.tables, m.semantics);
+            m
+        }
+        other => panic!("the planted bug went unnoticed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_rule_dropped_from_a_table_entry_is_found() {
+    let cluster = load(&[testdata().join("demo")]);
+    let mut tables = compile(&cluster);
+    // Drop one admitting rule from the first isolated ingress entry.
+    let entry = tables
+        .ingress
+        .iter_mut()
+        .find(|iso| !iso.rules.is_empty())
+        .expect("the demo isolates some ingress");
+    entry.rules.remove(0);
+    let m = mismatch(&cluster, &tables);
+    assert!(!m.tables && m.semantics, "{m:?}");
+}
+
+#[test]
+fn a_flipped_admin_action_is_found() {
+    let cluster = case("tiers", "01-cnp-admin-deny-overrides-np-allow");
+    let mut tables = compile(&cluster);
+    let rule = tables
+        .rules
+        .iter_mut()
+        .find(|r| r.action == Some(Action::Deny))
+        .expect("an admin deny rule");
+    rule.action = Some(Action::Accept);
+    mismatch(&cluster, &tables);
+}
+
+#[test]
+fn a_shifted_port_range_is_found() {
+    let cluster = case("netpol", "08-egress-deny-allow-dns");
+    let mut tables = compile(&cluster);
+    let port = tables
+        .rules
+        .iter_mut()
+        .flat_map(|r| r.ports.iter_mut().flatten())
+        .find_map(|p| match p {
+            ambit_compiler::model::PortSpec::Range { start, end, .. } => Some((start, end)),
+            _ => None,
+        })
+        .expect("a numeric port");
+    *port.0 += 1;
+    *port.1 += 1;
+    let m = mismatch(&cluster, &tables);
+    assert!(m.port == 53 || m.port == 54, "{m:?}");
+}
