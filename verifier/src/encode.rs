@@ -479,14 +479,7 @@ impl Semantics<'_> {
         let admin = self.tier(Tier::Admin, direction, pod, remote, dst, svc);
         let baseline = self.tier(Tier::Baseline, direction, pod, remote, dst, svc);
         let (isolated, admitted) = self.network_policies(direction, pod, remote, dst, svc);
-        let after_admin = isolated.ite(&admitted, &baseline.is(Decision::Deny).not());
-        admin.is(Decision::Accept).ite(
-            &Bool::from_bool(true),
-            &admin
-                .is(Decision::Deny)
-                .not()
-                .ite(&after_admin, &Bool::from_bool(false)),
-        )
+        through_tiers(&admin, &isolated, &admitted, &baseline)
     }
 
     /// Whether a NetworkPolicy isolates `pod` in `direction`, and whether one
@@ -716,6 +709,25 @@ pub fn admin_port(port: &AdminPort, dst: &Pod, svc: &Service) -> Bool {
     }
 }
 
+/// One direction through the tiers: the Admin tier's Accept or Deny ends
+/// it; otherwise an isolating NetworkPolicy decides; otherwise only a
+/// Baseline Deny denies.
+pub fn through_tiers(
+    admin: &TierDecision,
+    isolated: &Bool,
+    admitted: &Bool,
+    baseline: &TierDecision,
+) -> Bool {
+    let after_admin = isolated.ite(admitted, &baseline.is(Decision::Deny).not());
+    admin.is(Decision::Accept).ite(
+        &Bool::from_bool(true),
+        &admin
+            .is(Decision::Deny)
+            .not()
+            .ite(&after_admin, &Bool::from_bool(false)),
+    )
+}
+
 /// What a tier decides: nothing, accept, deny or pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -810,22 +822,16 @@ impl TableEncoding<'_> {
         };
         let admin = chain(&iso.admin);
         let baseline = chain(&iso.baseline);
-        let after_admin = if iso.isolated() {
-            let each: Vec<Bool> = iso
-                .rules
-                .iter()
-                .map(|&r| self.rule(&self.tables.rules[r as usize], remote, dst, svc))
-                .collect();
-            Bool::or(&each)
-        } else {
-            baseline.is(Decision::Deny).not()
-        };
-        admin.is(Decision::Accept).ite(
-            &Bool::from_bool(true),
-            &admin
-                .is(Decision::Deny)
-                .not()
-                .ite(&after_admin, &Bool::from_bool(false)),
+        let admitted: Vec<Bool> = iso
+            .rules
+            .iter()
+            .map(|&r| self.rule(&self.tables.rules[r as usize], remote, dst, svc))
+            .collect();
+        through_tiers(
+            &admin,
+            &Bool::from_bool(iso.isolated()),
+            &Bool::or(&admitted),
+            &baseline,
         )
     }
 
