@@ -27,6 +27,9 @@ pub enum Command {
     Query(Box<QueryArgs>),
     /// Print all-pairs connectivity.
     Matrix(MatrixArgs),
+    /// Prove reachability invariants with Z3, or show a flow that breaks
+    /// them.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,4 +134,15 @@ pub struct MatrixArgs {
     pub protocol: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub format: MatrixFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// A YAML file with an `assertions` list.
+    #[arg(long = "assert", value_name = "FILE")]
+    pub assertions: PathBuf,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
+    pub format: Format,
 }

@@ -25,7 +25,8 @@ pub enum Severity {
 macro_rules! codes {
     ($($variant:ident = $code:literal, $name:literal, $severity:ident, $summary:literal;)*) => {
         /// The registry of diagnostic codes. `LD` codes come from loading and
-        /// validating input; `QY` codes from probes and queries.
+        /// validating input; `QY` codes from probes and queries; `VF` codes from
+        /// assertions of `ambit verify`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Code { $($variant,)* }
 
@@ -91,6 +92,7 @@ codes! {
     PriorityTie = "LD033", "priority-tie", Warning, "Two policies of one tier have the same priority and select common pods in one direction; ambit orders them by name, the API leaves the order undefined.";
     UnknownWorkload = "QY001", "unknown-workload", Error, "A probe names a workload that is not in the cluster.";
     InvalidProbe = "QY002", "invalid-probe", Error, "A probe is malformed.";
+    InvalidAssertion = "VF001", "invalid-assertion", Error, "An assertions file of `ambit verify` is malformed (shape, unknown key, expectation, scope, duplicate name, named port, or two ends that are only addresses).";
 }
 
 impl fmt::Display for Code {

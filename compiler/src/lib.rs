@@ -15,6 +15,7 @@
 //! the compiled tables to it.
 
 pub mod admin;
+pub mod assertion;
 pub mod authz;
 pub mod compile;
 pub mod diag;

@@ -44,13 +44,13 @@ impl Locate for crate::yaml::Object<'_> {
     }
 }
 
-struct Ctx<'a> {
-    at: &'a dyn Locate,
-    diags: Vec<Diagnostic>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) at: &'a dyn Locate,
+    pub(crate) diags: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
-    fn error(&mut self, code: Code, path: &[Seg], message: String, help: &str) {
+    pub(crate) fn error(&mut self, code: Code, path: &[Seg], message: String, help: &str) {
         self.diags.push(
             Diagnostic::new(code, message)
                 .with_help(help)
@@ -59,7 +59,7 @@ impl Ctx<'_> {
     }
 }
 
-fn path(base: &[Seg], more: impl IntoIterator<Item = Seg>) -> Vec<Seg> {
+pub(crate) fn path(base: &[Seg], more: impl IntoIterator<Item = Seg>) -> Vec<Seg> {
     base.iter().cloned().chain(more).collect()
 }
 
@@ -209,7 +209,7 @@ fn peer(cx: &mut Ctx<'_>, p: &k8s::NetworkPolicyPeer, at: &[Seg]) -> Option<Peer
     }
 }
 
-fn ip_block(cx: &mut Ctx<'_>, b: &k8s::IPBlock, at: &[Seg]) -> Option<Peer> {
+pub(crate) fn ip_block(cx: &mut Ctx<'_>, b: &k8s::IPBlock, at: &[Seg]) -> Option<Peer> {
     let cidr_path = path(at, [Seg::Key("cidr")]);
     if b.cidr.is_empty() {
         cx.error(
@@ -260,7 +260,7 @@ fn parse_cidr(cx: &mut Ctx<'_>, s: &str, at: &[Seg]) -> Option<IpNet> {
     }
 }
 
-fn port(cx: &mut Ctx<'_>, p: &k8s::NetworkPolicyPort, at: &[Seg]) -> Option<PortSpec> {
+pub(crate) fn port(cx: &mut Ctx<'_>, p: &k8s::NetworkPolicyPort, at: &[Seg]) -> Option<PortSpec> {
     let protocol = match p.protocol.as_deref() {
         None => Protocol::Tcp,
         Some(s) => match Protocol::parse(s) {

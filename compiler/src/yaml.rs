@@ -191,6 +191,33 @@ impl<'d> Object<'d> {
         (depth == path.len()).then_some(node)
     }
 
+    /// The node at `path` as an object of its own (its paths start there).
+    pub fn child(&self, path: &[Seg]) -> Option<Object<'d>> {
+        self.node_at(path).map(|node| Object {
+            doc: self.doc,
+            node,
+        })
+    }
+
+    /// The length of the sequence at `path`; `None` if it is not one.
+    pub fn sequence_len(&self, path: &[Seg]) -> Option<usize> {
+        match &self.node_at(path)?.data {
+            YamlData::Sequence(seq) => Some(seq.len()),
+            _ => None,
+        }
+    }
+
+    /// The string keys of the mapping at `path` (empty if it is not one).
+    pub fn keys_at(&self, path: &[Seg]) -> Vec<String> {
+        match self.node_at(path).map(|n| &n.data) {
+            Some(YamlData::Mapping(map)) => map
+                .iter()
+                .filter_map(|(k, _)| k.data.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The string scalar at `path`.
     pub fn str_at(&self, path: &[Seg]) -> Option<&'d str> {
         match &self.node_at(path)?.data {

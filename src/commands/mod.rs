@@ -3,6 +3,7 @@
 mod compile;
 mod matrix;
 mod query;
+mod verify;
 
 use ambit_compiler::diag::Severity;
 use ambit_compiler::load::{LoadOptions, load_paths};
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> std::io::Result<Status> {
         Command::Compile(args) => compile::run(&args, cli.verbose),
         Command::Query(args) => query::run(&args, cli.verbose),
         Command::Matrix(args) => matrix::run(&args, cli.verbose),
+        Command::Verify(args) => verify::run(&args, cli.verbose),
     }
 }
 
@@ -52,14 +54,19 @@ pub fn load(input: &InputArgs, json: bool, verbose: u8) -> Result<(Cluster, Tabl
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(Status::Error);
     }
-    let options = ambit_compiler::compile::CompileOptions {
+    let options = compile_options(input);
+    let tables = ambit_compiler::compile::compile_with(&cluster, &options);
+    Ok((cluster, tables))
+}
+
+/// The compile options the input flags give.
+pub fn compile_options(input: &InputArgs) -> ambit_compiler::compile::CompileOptions {
+    ambit_compiler::compile::CompileOptions {
         mesh: ambit_compiler::authz::MeshSettings {
             root_namespace: input.root_namespace.clone(),
             trust_domain: input.trust_domain.clone(),
             trust_domain_aliases: (!input.trust_domain_aliases.is_empty())
                 .then(|| input.trust_domain_aliases.clone()),
         },
-    };
-    let tables = ambit_compiler::compile::compile_with(&cluster, &options);
-    Ok((cluster, tables))
+    }
 }

@@ -5,4 +5,5 @@ mod conformance; // testdata/conformance/netpol: 9×9 matrices through `query --
 mod diagnostics; // testdata/bad: one rendered snapshot per diagnostic class, exit 2
 mod matrix; // `matrix` in table, json and csv
 mod query; // the probe contract: fields, order, exit codes
-pub mod util; // running the binary, filtering temp paths
+pub mod util;
+mod verify; // assertions: holds, counterexamples, any-pod, bad files // running the binary, filtering temp paths

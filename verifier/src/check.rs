@@ -8,10 +8,12 @@
 
 use ambit_compiler::model::{Cluster, Protocol, WorkloadKind};
 use ambit_compiler::table::Tables;
-use z3::ast::{BV, Bool, Int};
+use z3::ast::{BV, Bool};
 use z3::{SatResult, Solver};
 
-use crate::encode::{Namespaces, Pod, Semantics, Service, TableEncoding, Vocabulary};
+use crate::encode::{
+    Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, idx, idx_const,
+};
 
 /// A flow on which the tables and the semantics differ: a compiler bug.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +41,13 @@ pub enum Outcome {
 }
 
 /// Tie a symbolic pod to workload `i` of the inventory.
-fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usize) -> Bool {
+pub fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usize) -> Bool {
     let w = &cluster.workloads[i];
     let mut parts = vec![
         namespaces.is(pod, &w.namespace),
         pod.labels.are(&w.labels),
         pod.host_network.iff(Bool::from_bool(w.host_network)),
+        pod.external.not(),
     ];
     if let Some(ns) = cluster.namespaces.get(&w.namespace) {
         parts.push(pod.namespace_labels.are(&ns.labels));
@@ -58,7 +61,7 @@ fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usize) 
             Some(cp) => parts.extend([
                 np.declared.clone(),
                 np.port.eq(BV::from_u64(cp.port as u64, 16)),
-                np.protocol.eq(Int::from_u64(cp.protocol.index() as u64)),
+                np.protocol.eq(idx(cp.protocol.index() as u64)),
             ]),
         }
     }
@@ -75,29 +78,30 @@ pub fn check(cluster: &Cluster, tables: &Tables) -> Outcome {
     }
     let vocabulary = Vocabulary::of(cluster);
     let namespaces = Namespaces::of(cluster);
+    crate::encode::set_index_domain(n.max(tables.classes.len()).max(namespaces.names.len() + 1));
     let solver = Solver::new();
-    let (sw, dw) = (Int::new_const("src"), Int::new_const("dst"));
-    let (cs, cd) = (Int::new_const("src.class"), Int::new_const("dst.class"));
+    let (sw, dw) = (idx_const("src"), idx_const("dst"));
+    let (cs, cd) = (idx_const("src.class"), idx_const("dst.class"));
     let src = Pod::new("src", &vocabulary);
     let dst = Pod::new("dst", &vocabulary);
     let svc = Service::new();
 
     for (w, pod, class) in [(&sw, &src, &cs), (&dw, &dst, &cd)] {
-        solver.assert(w.ge(Int::from_u64(0)));
-        solver.assert(w.lt(Int::from_u64(n as u64)));
+        solver.assert(w.bvuge(idx(0)));
+        solver.assert(w.bvult(idx(n as u64)));
         for i in 0..n {
-            let here = w.eq(Int::from_u64(i as u64));
+            let here = w.eq(idx(i as u64));
             solver.assert(here.implies(Bool::and(&[
                 is_workload(pod, cluster, &namespaces, i),
-                class.eq(Int::from_u64(tables.workloads[i].class as u64)),
+                class.eq(idx(tables.workloads[i].class as u64)),
             ])));
         }
     }
-    solver.assert(svc.protocol.ge(Int::from_u64(0)));
-    solver.assert(svc.protocol.le(Int::from_u64(2)));
+    solver.assert(svc.protocol.bvuge(idx(0)));
+    solver.assert(svc.protocol.bvule(idx(2)));
     for (i, w) in cluster.workloads.iter().enumerate() {
         if w.kind == WorkloadKind::Pod {
-            let i = Int::from_u64(i as u64);
+            let i = idx(i as u64);
             solver.assert(Bool::and(&[sw.eq(&i), dw.eq(&i)]).not());
         }
     }
@@ -107,7 +111,11 @@ pub fn check(cluster: &Cluster, tables: &Tables) -> Outcome {
         namespaces: &namespaces,
     }
     .allowed(&src, &dst, &svc);
-    let table = TableEncoding { tables }.allowed(&cs, &cd, &svc);
+    let table = TableEncoding::new(tables).allowed(
+        &TableEnd::class(cs.clone(), "src"),
+        &TableEnd::class(cd.clone(), "dst"),
+        &svc,
+    );
     solver.assert(semantics.iff(&table).not());
     match solver.check() {
         SatResult::Unsat => Outcome::Proved { workloads: n },
@@ -124,7 +132,7 @@ pub fn check(cluster: &Cluster, tables: &Tables) -> Outcome {
                     .and_then(|v| v.as_bool())
                     .unwrap_or_default()
             };
-            let index = |x: &Int| {
+            let index = |x: &BV| {
                 model
                     .eval(x, true)
                     .and_then(|v| v.as_u64())

@@ -27,7 +27,30 @@ use ambit_compiler::labels::{Labels as LabelMap, Requirement, Selector};
 use ambit_compiler::model::{Cluster, Direction, NetworkPolicy, Peer, PortSpec, Protocol, Rule};
 use ambit_compiler::table::{ClassSet, Peers, Tables};
 use ipnet::IpNet;
-use z3::ast::{BV, Bool, Int};
+use z3::ast::{BV, Bool};
+
+thread_local! {
+    static INDEX_BITS: std::cell::Cell<u32> = const { std::cell::Cell::new(32) };
+}
+
+/// Indices (of workloads, classes, namespaces, protocols, tier decisions)
+/// are bit-vectors just wide enough for the largest domain of the problem:
+/// finite domains that the solver bit-blasts into small circuits, which is
+/// much faster here than integer arithmetic. Set before encoding.
+pub fn set_index_domain(largest: usize) {
+    let bits = (usize::BITS - (largest + 2).leading_zeros()).max(4);
+    INDEX_BITS.with(|b| b.set(bits));
+}
+
+/// An index literal.
+pub fn idx(v: u64) -> BV {
+    BV::from_u64(v, INDEX_BITS.with(|b| b.get()))
+}
+
+/// An index variable.
+pub fn idx_const(name: impl Into<z3::Symbol>) -> BV {
+    BV::new_const(name, INDEX_BITS.with(|b| b.get()))
+}
 
 /// The label keys and values an encoding needs atoms for.
 #[derive(Debug, Clone, Default)]
@@ -58,14 +81,7 @@ impl Vocabulary {
         for ns in cluster.namespaces.values() {
             add(&mut v.namespace, &ns.labels);
         }
-        let sel = |m: &mut BTreeMap<String, BTreeSet<String>>, s: &Selector| {
-            for r in &s.requirements {
-                let entry = m.entry(r.key().to_owned()).or_default();
-                if let Requirement::In { values, .. } | Requirement::NotIn { values, .. } = r {
-                    entry.extend(values.iter().cloned());
-                }
-            }
-        };
+        let sel = |m: &mut BTreeMap<String, BTreeSet<String>>, s: &Selector| add_selector(m, s);
         for np in &cluster.network_policies {
             sel(&mut v.pod, &np.pod_selector);
             for rule in np
@@ -111,95 +127,115 @@ impl Vocabulary {
     }
 }
 
-/// Label atoms of one object: `key=value` per known value, and "some other
-/// value" per key.
+/// Add the keys and values a selector mentions.
+pub fn add_selector(m: &mut BTreeMap<String, BTreeSet<String>>, s: &Selector) {
+    for r in &s.requirements {
+        let entry = m.entry(r.key().to_owned()).or_default();
+        if let Requirement::In { values, .. } | Requirement::NotIn { values, .. } = r {
+            entry.extend(values.iter().cloned());
+        }
+    }
+}
+
+/// The labels of one object: per known key, a small bit-vector holding
+/// which value it has: 0 for none, `i + 1` for the `i`-th known value, and
+/// one more for "some other value". A key thus has at most one value, and
+/// `Exists` / `DoesNotExist` agree with `In` by construction.
 #[derive(Debug, Clone)]
 pub struct Labels {
-    atoms: BTreeMap<String, (BTreeMap<String, Bool>, Bool)>,
+    keys: BTreeMap<String, (Vec<String>, BV)>,
 }
 
 impl Labels {
     pub fn new(prefix: &str, vocabulary: &BTreeMap<String, BTreeSet<String>>) -> Labels {
-        let atoms = vocabulary
+        let keys = vocabulary
             .iter()
             .map(|(k, values)| {
-                let known = values
-                    .iter()
-                    .map(|v| (v.clone(), Bool::new_const(format!("{prefix}|{k}={v}"))))
-                    .collect();
+                let values: Vec<String> = values.iter().cloned().collect();
+                let bits = (usize::BITS - (values.len() + 1).leading_zeros()).max(1);
                 (
                     k.clone(),
-                    (known, Bool::new_const(format!("{prefix}|{k}=*"))),
+                    (values, BV::new_const(format!("{prefix}|{k}"), bits)),
                 )
             })
             .collect();
-        Labels { atoms }
+        Labels { keys }
     }
 
-    /// A key has at most one value.
+    fn code(values: &[String], var: &BV, value: Option<&String>) -> BV {
+        let code = match value {
+            None => 0,
+            Some(v) => match values.binary_search(v) {
+                Ok(i) => i + 1,
+                Err(_) => values.len() + 1,
+            },
+        };
+        BV::from_u64(code as u64, var.get_size())
+    }
+
+    /// Every key holds none, a known value, or "some other value".
     pub fn well_formed(&self) -> Bool {
         let each: Vec<Bool> = self
-            .atoms
+            .keys
             .values()
-            .map(|(known, other)| {
-                let all: Vec<&Bool> = known.values().chain([other]).collect();
-                z3::ast::atmost(all, 1)
-            })
+            .map(|(values, var)| var.bvule(BV::from_u64(values.len() as u64 + 1, var.get_size())))
             .collect();
         Bool::and(&each)
     }
 
-    /// The atoms equal these concrete labels.
+    /// The labels are exactly these concrete ones (over the known keys).
     pub fn are(&self, labels: &LabelMap) -> Bool {
-        let mut eqs = Vec::new();
-        for (k, (known, other)) in &self.atoms {
-            let value = labels.get(k);
-            for (v, atom) in known {
-                eqs.push(atom.iff(Bool::from_bool(value == Some(v))));
-            }
-            eqs.push(other.iff(Bool::from_bool(
-                value.is_some_and(|v| !known.contains_key(v)),
-            )));
-        }
-        Bool::and(&eqs)
+        let each: Vec<Bool> = self
+            .keys
+            .iter()
+            .map(|(k, (values, var))| var.eq(Self::code(values, var, labels.get(k))))
+            .collect();
+        Bool::and(&each)
     }
 
     /// `key` exists.
     pub fn exists(&self, key: &str) -> Bool {
-        match self.atoms.get(key) {
+        match self.keys.get(key) {
             None => Bool::from_bool(false),
-            Some((known, other)) => {
-                let all: Vec<&Bool> = known.values().chain([other]).collect();
-                Bool::or(&all)
-            }
+            Some((_, var)) => var.eq(BV::from_u64(0, var.get_size())).not(),
         }
     }
 
     /// `key` has one of `values`.
     pub fn is_in(&self, key: &str, values: &BTreeSet<String>) -> Bool {
-        match self.atoms.get(key) {
+        match self.keys.get(key) {
             None => Bool::from_bool(false),
-            Some((known, _)) => {
-                let hits: Vec<&Bool> = values.iter().filter_map(|v| known.get(v)).collect();
+            Some((known, var)) => {
+                let hits: Vec<Bool> = values
+                    .iter()
+                    .filter(|v| known.binary_search(v).is_ok())
+                    .map(|v| var.eq(Self::code(known, var, Some(v))))
+                    .collect();
                 Bool::or(&hits)
             }
         }
     }
 
-    /// The value of `key` in a model, for counterexamples.
+    /// The value of `key` in a model, for counterexamples (`<other>` for a
+    /// value no policy or workload mentions).
     pub fn value_in(&self, model: &z3::Model, key: &str) -> Option<String> {
-        let (known, other) = self.atoms.get(key)?;
-        for (v, atom) in known {
-            if model.eval(atom, true).and_then(|b| b.as_bool()) == Some(true) {
-                return Some(v.clone());
-            }
+        let (values, var) = self.keys.get(key)?;
+        let code = model.eval(var, true)?.as_u64()? as usize;
+        match code {
+            0 => None,
+            c if c <= values.len() => Some(values[c - 1].clone()),
+            _ => Some("<other>".to_owned()),
         }
-        (model.eval(other, true).and_then(|b| b.as_bool()) == Some(true))
-            .then(|| "<other>".to_owned())
+    }
+
+    /// "The key is present", per key (to ask a model for as few labels as
+    /// it needs).
+    pub fn present(&self) -> Vec<Bool> {
+        self.keys.keys().map(|k| self.exists(k)).collect()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.atoms.keys().map(String::as_str)
+        self.keys.keys().map(String::as_str)
     }
 }
 
@@ -241,6 +277,14 @@ impl Addr {
         }
     }
 
+    /// An IPv4 address has zeros above its 32 bits, so that equal
+    /// addresses have equal bits.
+    pub fn well_formed(&self) -> Bool {
+        self.v6
+            .not()
+            .implies(self.bits.extract(127, 32).eq(BV::from_u64(0, 96)))
+    }
+
     /// The address is this concrete one (or, with `None`, absent).
     pub fn is(&self, ip: Option<IpAddr>) -> Bool {
         match ip {
@@ -254,6 +298,18 @@ impl Addr {
                 ])
             }
         }
+    }
+
+    /// Between two addresses of one family, inclusive.
+    pub fn in_range(&self, lo: IpAddr, hi: IpAddr) -> Bool {
+        let (v6, lo) = bits_of(lo);
+        let (_, hi) = bits_of(hi);
+        Bool::and(&[
+            self.valid.clone(),
+            self.v6.iff(Bool::from_bool(v6)),
+            bv128(lo).bvule(&self.bits),
+            self.bits.bvule(bv128(hi)),
+        ])
     }
 
     /// Inside the CIDR: the family matches and the prefix bits are equal.
@@ -318,7 +374,7 @@ fn bv128(value: u128) -> BV {
 pub struct NamedPort {
     pub declared: Bool,
     pub port: BV,
-    pub protocol: Int,
+    pub protocol: BV,
 }
 
 /// One end of a flow, symbolically.
@@ -326,24 +382,28 @@ pub struct NamedPort {
 pub struct Pod {
     /// Index into the namespaces of the encoding (the last index is "a
     /// namespace that does not exist yet").
-    pub namespace: Int,
+    pub namespace: BV,
     pub labels: Labels,
     pub namespace_labels: Labels,
     pub ips: Vec<Addr>,
     pub host_network: Bool,
     pub named_ports: BTreeMap<String, NamedPort>,
+    /// Not a pod: an address outside the cluster (its first address). Pod
+    /// selectors never match it and it has no policy of its own.
+    pub external: Bool,
 }
 
 impl Pod {
     pub fn new(prefix: &str, vocabulary: &Vocabulary) -> Pod {
         Pod {
-            namespace: Int::new_const(format!("{prefix}.ns")),
+            namespace: idx_const(format!("{prefix}.ns")),
             labels: Labels::new(&format!("{prefix}.label"), &vocabulary.pod),
             namespace_labels: Labels::new(&format!("{prefix}.nslabel"), &vocabulary.namespace),
             ips: (0..vocabulary.ip_slots)
                 .map(|i| Addr::new(&format!("{prefix}.ip{i}")))
                 .collect(),
             host_network: Bool::new_const(format!("{prefix}.hostNetwork")),
+            external: Bool::new_const(format!("{prefix}.external")),
             named_ports: vocabulary
                 .port_names
                 .iter()
@@ -353,7 +413,7 @@ impl Pod {
                         NamedPort {
                             declared: Bool::new_const(format!("{prefix}.port[{n}]")),
                             port: BV::new_const(format!("{prefix}.port[{n}].number"), 16),
-                            protocol: Int::new_const(format!("{prefix}.port[{n}].protocol")),
+                            protocol: idx_const(format!("{prefix}.port[{n}].protocol")),
                         },
                     )
                 })
@@ -378,19 +438,19 @@ impl Pod {
 #[derive(Debug, Clone)]
 pub struct Service {
     pub port: BV,
-    pub protocol: Int,
+    pub protocol: BV,
 }
 
 impl Service {
     pub fn new() -> Service {
         Service {
             port: BV::new_const("port", 16),
-            protocol: Int::new_const("protocol"),
+            protocol: idx_const("protocol"),
         }
     }
 
     pub fn is_protocol(&self, p: Protocol) -> Bool {
-        self.protocol.eq(Int::from_u64(p.index() as u64))
+        self.protocol.eq(idx(p.index() as u64))
     }
 
     pub fn in_range(&self, start: u16, end: u16) -> Bool {
@@ -444,7 +504,7 @@ impl Namespaces {
     /// does not have).
     pub fn is(&self, pod: &Pod, name: &str) -> Bool {
         match self.index(name) {
-            Some(i) => pod.namespace.eq(Int::from_u64(i as u64)),
+            Some(i) => pod.namespace.eq(idx(i as u64)),
             None => Bool::from_bool(false),
         }
     }
@@ -458,11 +518,18 @@ pub struct Semantics<'a> {
 }
 
 impl Semantics<'_> {
-    /// The source's egress and the destination's ingress both allow.
+    /// The source's egress and the destination's ingress both allow (an
+    /// address outside the cluster has no side of its own).
     pub fn allowed(&self, src: &Pod, dst: &Pod, svc: &Service) -> Bool {
         Bool::and(&[
-            self.direction(Direction::Egress, src, dst, dst, svc),
-            self.direction(Direction::Ingress, dst, src, dst, svc),
+            Bool::or(&[
+                src.external.clone(),
+                self.direction(Direction::Egress, src, dst, dst, svc),
+            ]),
+            Bool::or(&[
+                dst.external.clone(),
+                self.direction(Direction::Ingress, dst, src, dst, svc),
+            ]),
         ])
     }
 
@@ -554,7 +621,7 @@ impl Semantics<'_> {
                     None => self.namespaces.is(remote, &np.namespace),
                     Some(sel) => selector(sel, &remote.namespace_labels),
                 };
-                Bool::and(&[ns, selector(pods, &remote.labels)])
+                Bool::and(&[remote.external.not(), ns, selector(pods, &remote.labels)])
             }
             Peer::IpBlock { cidr, except } => ip_block(remote, cidr, except),
         }
@@ -642,9 +709,11 @@ impl Semantics<'_> {
     /// nodes (their addresses), domain names (nothing).
     pub fn admin_peer(&self, peer: &AdminPeer, remote: &Pod) -> Bool {
         match peer {
-            AdminPeer::Pods(set) => {
-                Bool::and(&[remote.host_network.not(), self.pod_set(set, remote)])
-            }
+            AdminPeer::Pods(set) => Bool::and(&[
+                remote.external.not(),
+                remote.host_network.not(),
+                self.pod_set(set, remote),
+            ]),
             AdminPeer::Networks(nets) => {
                 let each: Vec<Bool> = nets.iter().map(|n| remote.has_ip_in(n)).collect();
                 Bool::or(&each)
@@ -739,61 +808,120 @@ pub enum Decision {
 
 /// A tier's decision as an integer term.
 #[derive(Debug, Clone)]
-pub struct TierDecision(Int);
+pub struct TierDecision(BV);
 
 impl TierDecision {
     pub fn none() -> TierDecision {
-        TierDecision(Int::from_u64(Decision::None as u64))
+        TierDecision(idx(Decision::None as u64))
     }
 
     pub fn ite(cond: &Bool, then: Decision, otherwise: &TierDecision) -> TierDecision {
-        TierDecision(cond.ite(&Int::from_u64(then as u64), &otherwise.0))
+        TierDecision(cond.ite(&idx(then as u64), &otherwise.0))
     }
 
     pub fn is(&self, d: Decision) -> Bool {
-        self.0.eq(Int::from_u64(d as u64))
+        self.0.eq(idx(d as u64))
     }
 }
 
 // ---------------------------------------------------------------------------
 // The decision tables.
 
-/// The tables' decision for one flow between two classes of the inventory.
+/// One end of a flow for the tables: a class of the inventory, or an
+/// address outside it.
+#[derive(Debug, Clone)]
+pub struct TableEnd {
+    pub class: BV,
+    pub external: Bool,
+    pub addr: Addr,
+}
+
+impl TableEnd {
+    /// A free end: a class or an address.
+    pub fn new(prefix: &str) -> TableEnd {
+        TableEnd {
+            class: idx_const(format!("{prefix}.class")),
+            external: Bool::new_const(format!("{prefix}.external")),
+            addr: Addr::new(&format!("{prefix}.addr")),
+        }
+    }
+
+    /// An end that is a class of the inventory.
+    pub fn class(class: BV, prefix: &str) -> TableEnd {
+        TableEnd {
+            class,
+            external: Bool::from_bool(false),
+            addr: Addr::new(&format!("{prefix}.addr")),
+        }
+    }
+}
+
+/// The tables' decision for one flow between two ends. One encoding serves
+/// one flow: the formula of each rule is built once per direction and shared
+/// by every class whose entry holds the rule.
 #[derive(Debug)]
 pub struct TableEncoding<'a> {
     pub tables: &'a Tables,
+    rules: std::cell::RefCell<std::collections::HashMap<(u32, Direction), Bool>>,
 }
 
-impl TableEncoding<'_> {
-    /// `src` and `dst` are class indices.
-    pub fn allowed(&self, src: &Int, dst: &Int, svc: &Service) -> Bool {
+impl<'a> TableEncoding<'a> {
+    pub fn new(tables: &'a Tables) -> Self {
+        TableEncoding {
+            tables,
+            rules: Default::default(),
+        }
+    }
+
+    /// Each workload end's side allows (an address has no side).
+    pub fn allowed(&self, src: &TableEnd, dst: &TableEnd, svc: &Service) -> Bool {
+        let every: BTreeSet<u32> = (0..self.tables.classes.len() as u32).collect();
+        self.allowed_among(src, dst, svc, [&every, &every])
+    }
+
+    /// [`Self::allowed`] when the source's class is one of `classes[0]`
+    /// and the destination's one of `classes[1]` (the entries of other
+    /// classes are left out of the formula).
+    pub fn allowed_among(
+        &self,
+        src: &TableEnd,
+        dst: &TableEnd,
+        svc: &Service,
+        classes: [&BTreeSet<u32>; 2],
+    ) -> Bool {
         Bool::and(&[
-            self.direction(Direction::Egress, src, dst, dst, svc),
-            self.direction(Direction::Ingress, dst, src, dst, svc),
+            Bool::or(&[
+                src.external.clone(),
+                self.direction(Direction::Egress, &src.class, dst, dst, svc, classes[0]),
+            ]),
+            Bool::or(&[
+                dst.external.clone(),
+                self.direction(Direction::Ingress, &dst.class, src, dst, svc, classes[1]),
+            ]),
         ])
     }
 
     /// One direction of the class `own` (its egress or ingress entry) for a
-    /// flow with the class `remote`; `dst` is the destination class.
+    /// flow with the end `remote`; `dst` is the destination end.
     pub fn direction(
         &self,
         direction: Direction,
-        own: &Int,
-        remote: &Int,
-        dst: &Int,
+        own: &BV,
+        remote: &TableEnd,
+        dst: &TableEnd,
         svc: &Service,
+        classes: &BTreeSet<u32>,
     ) -> Bool {
         let entries = match direction {
             Direction::Egress => &self.tables.egress,
             Direction::Ingress => &self.tables.ingress,
         };
-        let each: Vec<Bool> = entries
+        let each: Vec<Bool> = classes
             .iter()
-            .enumerate()
-            .map(|(c, iso)| {
+            .map(|&c| {
                 Bool::and(&[
-                    own.eq(Int::from_u64(c as u64)),
-                    self.side(iso, remote, dst, svc),
+                    own.eq(idx(c as u64)),
+                    self.side(&entries[c as usize], remote, dst, svc),
                 ])
             })
             .collect();
@@ -803,8 +931,8 @@ impl TableEncoding<'_> {
     fn side(
         &self,
         iso: &ambit_compiler::table::Isolation,
-        remote: &Int,
-        dst: &Int,
+        remote: &TableEnd,
+        dst: &TableEnd,
         svc: &Service,
     ) -> Bool {
         let chain = |ids: &[u32]| {
@@ -816,7 +944,7 @@ impl TableEncoding<'_> {
                     Some(Action::Deny) => Decision::Deny,
                     Some(Action::Pass) | None => Decision::Pass,
                 };
-                d = TierDecision::ite(&self.rule(rule, remote, dst, svc), action, &d);
+                d = TierDecision::ite(&self.rule_cached(r, remote, dst, svc), action, &d);
             }
             d
         };
@@ -825,7 +953,7 @@ impl TableEncoding<'_> {
         let admitted: Vec<Bool> = iso
             .rules
             .iter()
-            .map(|&r| self.rule(&self.tables.rules[r as usize], remote, dst, svc))
+            .map(|&r| self.rule_cached(r, remote, dst, svc))
             .collect();
         through_tiers(
             &admin,
@@ -835,11 +963,22 @@ impl TableEncoding<'_> {
         )
     }
 
+    fn rule_cached(&self, r: u32, remote: &TableEnd, dst: &TableEnd, svc: &Service) -> Bool {
+        let rule = &self.tables.rules[r as usize];
+        let key = (r, rule.direction);
+        if let Some(b) = self.rules.borrow().get(&key) {
+            return b.clone();
+        }
+        let b = self.rule(rule, remote, dst, svc);
+        self.rules.borrow_mut().insert(key, b.clone());
+        b
+    }
+
     fn rule(
         &self,
         rule: &ambit_compiler::table::TableRule,
-        remote: &Int,
-        dst: &Int,
+        remote: &TableEnd,
+        dst: &TableEnd,
         svc: &Service,
     ) -> Bool {
         let peers = peers(&rule.peers, remote);
@@ -853,7 +992,7 @@ impl TableEncoding<'_> {
         Bool::and(&[peers, ports])
     }
 
-    fn port(&self, spec: &PortSpec, dst: &Int, svc: &Service) -> Bool {
+    fn port(&self, spec: &PortSpec, dst: &TableEnd, svc: &Service) -> Bool {
         let named = |name: &str, protocol: Option<Protocol>| {
             let mut each = Vec::new();
             for (c, class) in self.tables.classes.iter().enumerate() {
@@ -861,14 +1000,15 @@ impl TableEncoding<'_> {
                     if cp.name.as_deref() == Some(name) && protocol.is_none_or(|p| p == cp.protocol)
                     {
                         each.push(Bool::and(&[
-                            dst.eq(Int::from_u64(c as u64)),
+                            dst.class.eq(idx(c as u64)),
                             svc.is_protocol(cp.protocol),
                             svc.port.eq(BV::from_u64(cp.port as u64, 16)),
                         ]));
                     }
                 }
             }
-            Bool::or(&each)
+            // An address outside the cluster has no named ports.
+            Bool::and(&[dst.external.not(), Bool::or(&each)])
         };
         match spec {
             PortSpec::AnyPort(p) => svc.is_protocol(*p),
@@ -883,19 +1023,37 @@ impl TableEncoding<'_> {
     }
 }
 
-/// A rule's peers among classes: every remote, or a class of its sets (as
-/// ranges of consecutive ids, to keep the formula small).
-fn peers(p: &Peers, remote: &Int) -> Bool {
+/// A rule's peers: every remote; a class of its sets (as ranges of
+/// consecutive ids, to keep the formula small); an address in its blocks.
+fn peers(p: &Peers, remote: &TableEnd) -> Bool {
     if p.all {
         return Bool::from_bool(true);
     }
-    let mut each = class_ranges(&p.classes, remote);
-    each.extend(class_ranges(&p.ip_classes, remote));
-    Bool::or(&each)
+    let mut classes = class_ranges(&p.classes, &remote.class);
+    classes.extend(class_ranges(&p.ip_classes, &remote.class));
+    let blocks: Vec<Bool> = p
+        .ip_blocks
+        .iter()
+        .map(|b| {
+            let mut parts = vec![remote.addr.in_cidr(&b.cidr)];
+            parts.extend(b.except.iter().map(|e| remote.addr.in_cidr(e).not()));
+            Bool::and(&parts)
+        })
+        .collect();
+    remote.external.ite(&Bool::or(&blocks), &Bool::or(&classes))
 }
 
-fn class_ranges(set: &ClassSet, x: &Int) -> Vec<Bool> {
+/// `x` is one of `ids`, as ranges of consecutive ids.
+pub fn in_ranges(ids: &[u32], x: &BV) -> Bool {
+    Bool::or(&ranges(ids, x))
+}
+
+fn class_ranges(set: &ClassSet, x: &BV) -> Vec<Bool> {
     let ids: Vec<u32> = set.iter().collect();
+    ranges(&ids, x)
+}
+
+fn ranges(ids: &[u32], x: &BV) -> Vec<Bool> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < ids.len() {
@@ -906,12 +1064,9 @@ fn class_ranges(set: &ClassSet, x: &Int) -> Vec<Bool> {
             end = ids[i];
         }
         out.push(if start == end {
-            x.eq(Int::from_u64(start as u64))
+            x.eq(idx(start as u64))
         } else {
-            Bool::and(&[
-                x.ge(Int::from_u64(start as u64)),
-                x.le(Int::from_u64(end as u64)),
-            ])
+            Bool::and(&[x.bvuge(idx(start as u64)), x.bvule(idx(end as u64))])
         });
         i += 1;
     }

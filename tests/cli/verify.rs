@@ -1,0 +1,116 @@
+//! `ambit verify`: assertions proved or broken with a counterexample, on the
+//! demo cluster; bad assertion files are located diagnostics (exit 2).
+
+use std::fs;
+
+use super::util::{ambit, root, transcript};
+
+const DEMO: &str = "testdata/demo";
+const ASSERTIONS: &str = "testdata/demo/assertions.yaml";
+
+#[test]
+fn demo_assertions_hold_or_show_a_counterexample() {
+    let out = ambit(&["verify", DEMO, "--assert", ASSERTIONS]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    insta::assert_snapshot!(transcript(&out));
+}
+
+#[test]
+fn demo_assertions_as_json() {
+    let out = ambit(&["verify", DEMO, "--assert", ASSERTIONS, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = v.as_array().unwrap();
+    // One object per assertion, in file order, with the contract's keys.
+    let names: Vec<&str> = list.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names[0], "frontend-cannot-reach-data");
+    assert_eq!(names.len(), 8);
+    for a in list {
+        let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["name", "holds", "counterexample"]);
+        if let Some(c) = a["counterexample"].as_object() {
+            let keys: Vec<&String> = c.keys().collect();
+            assert_eq!(
+                keys,
+                [
+                    "from",
+                    "to",
+                    "port",
+                    "protocol",
+                    "from_labels",
+                    "to_labels",
+                    "decided_by"
+                ]
+            );
+        }
+    }
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+/// The point of `scope: any-pod`: the same assertion holds for today's
+/// workloads and is broken by a pod that could be deployed tomorrow.
+#[test]
+fn any_pod_finds_what_the_inventory_does_not_show() {
+    let out = ambit(&["verify", DEMO, "--assert", ASSERTIONS, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_name("payments-only-from-shop-api")["holds"], true);
+    let tomorrow = by_name("payments-only-from-shop-api-tomorrow");
+    assert_eq!(tomorrow["holds"], false);
+    let c = &tomorrow["counterexample"];
+    assert!(c["from"].as_str().unwrap().starts_with("hypothetical:"));
+    assert_eq!(c["to"], "payments/payments");
+    assert_eq!(c["port"], 8443);
+    assert_eq!(c["decided_by"][0]["name"], "payments-allow-ingress");
+}
+
+#[test]
+fn assertions_that_hold_exit_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hold.yaml");
+    fs::write(
+        &file,
+        "assertions:\n\
+         - {name: api-reaches-postgres, expect: allow, from: {workload: shop/api}, to: {workload: data/postgres}, ports: [{port: 5432}]}\n\
+         - {name: nothing-from-outside-to-data, expect: deny, from: {ipBlock: {cidr: 0.0.0.0/0}}, to: {namespace: data}}\n\
+         - {name: redis-only-from-shop, expect: only, from: {namespace: shop}, to: {workload: data/redis}, scope: any-pod}\n",
+    )
+    .unwrap();
+    let out = ambit(&["verify", DEMO, "--assert", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 assertions: 3 hold, 0 violated"));
+}
+
+#[test]
+fn every_bad_assertion_file_is_a_located_diagnostic() {
+    let mut files: Vec<_> = fs::read_dir(root().join("testdata/bad-assertions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    for path in files {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let rel = format!("testdata/bad-assertions/{stem}.yaml");
+        let out = ambit(&["verify", DEMO, "--assert", &rel]);
+        assert_eq!(out.status.code(), Some(2), "{stem}: {}", transcript(&out));
+        assert!(out.stdout.is_empty(), "{stem}: nothing on stdout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = stem[..5].to_uppercase();
+        assert!(stderr.contains(&code), "{stem}: reports {code}:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("[{rel}:")),
+            "{stem}: located:\n{stderr}"
+        );
+        assert!(stderr.contains("help:"), "{stem}: has a help line");
+        insta::assert_snapshot!(format!("verify-{stem}"), transcript(&out));
+    }
+}
