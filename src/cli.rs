@@ -32,7 +32,7 @@ pub enum Command {
     Verify(VerifyArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// Files, directories (searched for *.yaml, *.yml) or `-` for stdin.
     #[arg(required = true, value_name = "PATHS")]
@@ -81,14 +81,16 @@ pub enum Format {
 pub struct QueryArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Source: `namespace/name` of a workload or `ip:ADDRESS`.
-    #[arg(long, required_unless_present = "probes", conflicts_with = "probes")]
+    /// Source: `namespace/name` of a workload or `ip:ADDRESS` (without
+    /// --from or --probes, the last argument is a query expression such as
+    /// `'shop/web -> pay/db:5432'`, `'who -> pay/db:5432'`, `'shop/web -> *'`).
+    #[arg(long, conflicts_with = "probes", requires_all = ["to", "port"])]
     pub from: Option<String>,
     /// Destination: `namespace/name` of a workload or `ip:ADDRESS`.
-    #[arg(long, required_unless_present = "probes", conflicts_with = "probes")]
+    #[arg(long, conflicts_with = "probes", requires = "from")]
     pub to: Option<String>,
     /// Destination port.
-    #[arg(long, required_unless_present = "probes", conflicts_with = "probes")]
+    #[arg(long, conflicts_with = "probes", requires = "from")]
     pub port: Option<i64>,
     /// TCP (default), UDP or SCTP.
     #[arg(long, conflicts_with = "probes")]

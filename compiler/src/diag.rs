@@ -92,6 +92,7 @@ codes! {
     PriorityTie = "LD033", "priority-tie", Warning, "Two policies of one tier have the same priority and select common pods in one direction; ambit orders them by name, the API leaves the order undefined.";
     UnknownWorkload = "QY001", "unknown-workload", Error, "A probe names a workload that is not in the cluster.";
     InvalidProbe = "QY002", "invalid-probe", Error, "A probe is malformed.";
+    InvalidQuery = "QY003", "invalid-query", Error, "A query expression of `ambit query` does not parse, or names a label badly.";
     InvalidAssertion = "VF001", "invalid-assertion", Error, "An assertions file of `ambit verify` is malformed (shape, unknown key, expectation, scope, duplicate name, named port, or two ends that are only addresses).";
 }
 

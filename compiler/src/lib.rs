@@ -25,6 +25,7 @@ pub mod load;
 pub mod model;
 pub mod netpol;
 pub mod probe;
+pub mod query;
 pub mod reference;
 pub mod reference_authz;
 pub mod source;

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod compile;
+mod expr;
 mod matrix;
 mod query;
 mod verify;

@@ -9,15 +9,88 @@ use ambit_compiler::source::SourceFile;
 use ambit_compiler::table::{Tables, Verdict};
 
 use crate::cli::{Format, QueryArgs};
-use crate::commands::{Status, load};
+use crate::commands::{Status, expr, load};
 use crate::render;
 
 pub fn run(args: &QueryArgs, verbose: u8) -> std::io::Result<Status> {
     let json = args.format == Format::Json;
-    let (_cluster, tables) = match load(&args.input, json, verbose) {
+    // Without --from or --probes, the last positional argument is a query
+    // expression.
+    let mut input = args.input.clone();
+    let expression = if args.from.is_none() && args.probes.is_none() {
+        if input.paths.len() < 2 {
+            eprintln!(
+                "ambit: give a query after the paths, e.g. `ambit query testdata/demo 'shop/api -> data/postgres:5432'`, or --from/--to/--port, or --probes FILE"
+            );
+            return Ok(Status::Error);
+        }
+        let text = input
+            .paths
+            .pop()
+            .expect("two or more")
+            .to_string_lossy()
+            .into_owned();
+        match ambit_compiler::query::parse(&text) {
+            Ok(q) => Some((text, q)),
+            Err(d) => {
+                render::diagnostics(&[d], json);
+                return Ok(Status::Error);
+            }
+        }
+    } else {
+        // clap requires --to and --port with --from.
+        None
+    };
+    let (_cluster, tables) = match load(&input, json, verbose) {
         Ok(t) => t,
         Err(status) => return Ok(status),
     };
+    if let Some((text, q)) = expression {
+        let sides = match expr::resolve(&text, &q, &tables) {
+            Ok(s) => s,
+            Err(d) => {
+                render::diagnostics(&[d], json);
+                return Ok(Status::Error);
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if !q.is_single() {
+            return expr::run_set(&mut out, &text, &q, &tables, &sides, json);
+        }
+        let (port, protocol) = q.port.expect("a single flow has a port");
+        let spec = ProbeSpec {
+            from: expr_name(&tables, sides[0][0]),
+            to: expr_name(&tables, sides[1][0]),
+            port: port as i64,
+            protocol: Some(protocol.as_str().to_owned()),
+            http: q.http.as_ref().map(|h| HttpSpec {
+                method: Some(h.method.clone()),
+                path: Some(h.path.clone()),
+                host: None,
+                headers: Default::default(),
+            }),
+            ext_authz: None,
+        };
+        let probe = match probe::resolve(&spec, &tables, |_| None) {
+            Ok(p) => p,
+            Err(d) => {
+                render::diagnostics(&[d], json);
+                return Ok(Status::Error);
+            }
+        };
+        let a = probe::answer(&tables, &probe);
+        if json {
+            serde_json::to_writer_pretty(&mut out, &[&a])?;
+            writeln!(out)?;
+        } else {
+            human(&mut out, &tables, &a)?;
+        }
+        return Ok(if a.allowed {
+            Status::Success
+        } else {
+            Status::Failure
+        });
+    }
     let probes = match probes(args, &tables) {
         Ok(p) => p,
         Err(diags) => {
@@ -106,6 +179,16 @@ fn http(args: &QueryArgs) -> Result<Option<HttpSpec>, Vec<Diagnostic>> {
         host: args.host.clone(),
         headers,
     }))
+}
+
+fn expr_name(tables: &Tables, e: ambit_compiler::table::Endpoint) -> String {
+    match e {
+        ambit_compiler::table::Endpoint::Workload(w) => {
+            let w = &tables.workloads[w as usize];
+            format!("{}/{}", w.namespace, w.name)
+        }
+        ambit_compiler::table::Endpoint::Ip(ip) => format!("ip:{ip}"),
+    }
 }
 
 /// The decision, then why.
