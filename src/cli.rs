@@ -30,6 +30,8 @@ pub enum Command {
     /// Prove reachability invariants with Z3, or show a flow that breaks
     /// them.
     Verify(VerifyArgs),
+    /// The reachability graph: export it, find multi-hop paths.
+    Graph(GraphArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -147,4 +149,37 @@ pub struct VerifyArgs {
     pub assertions: PathBuf,
     #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
     pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphBy {
+    Workload,
+    Namespace,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "dot")]
+    pub format: GraphFormat,
+    /// Nodes are workloads or namespaces.
+    #[arg(long, value_enum, default_value = "workload")]
+    pub by: GraphBy,
+    /// List the shortest multi-hop paths from FROM to TO (exit 1 if none).
+    #[arg(long, num_args = 2, value_names = ["FROM", "TO"], conflicts_with = "from")]
+    pub path: Option<Vec<String>>,
+    /// Only what this node reaches (with --hops).
+    #[arg(long, value_name = "NODE")]
+    pub from: Option<String>,
+    /// How many hops from --from.
+    #[arg(long, default_value_t = 1, requires = "from")]
+    pub hops: usize,
 }

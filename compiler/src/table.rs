@@ -896,6 +896,27 @@ impl PortSet {
         *self == Self::all()
     }
 
+    /// The ports of either set.
+    pub fn union(&self, other: &PortSet) -> PortSet {
+        let mut out = PortSet::default();
+        for p in Protocol::ALL {
+            let mut all: Vec<(u16, u16)> = self.ranges[p.index()]
+                .iter()
+                .chain(&other.ranges[p.index()])
+                .copied()
+                .collect();
+            all.sort();
+            let v = &mut out.ranges[p.index()];
+            for (lo, hi) in all {
+                match v.last_mut() {
+                    Some(last) if lo as u32 <= last.1 as u32 + 1 => last.1 = last.1.max(hi),
+                    _ => v.push((lo, hi)),
+                }
+            }
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ranges.iter().all(Vec::is_empty)
     }

@@ -2,6 +2,7 @@
 
 mod compile;
 mod expr;
+mod graph;
 mod matrix;
 mod query;
 mod verify;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> std::io::Result<Status> {
         Command::Query(args) => query::run(&args, cli.verbose),
         Command::Matrix(args) => matrix::run(&args, cli.verbose),
         Command::Verify(args) => verify::run(&args, cli.verbose),
+        Command::Graph(args) => graph::run(&args, cli.verbose),
     }
 }
 

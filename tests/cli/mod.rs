@@ -4,6 +4,7 @@ mod compile; // tables: determinism whatever the input order, atomic writes
 mod conformance; // testdata/conformance/netpol: 9×9 matrices through `query --probes`
 mod diagnostics; // testdata/bad: one rendered snapshot per diagnostic class, exit 2
 mod expr; // the query language: every form, human and JSON, errors with a caret
+mod graph; // the reachability graph: formats, --path, --from/--hops
 mod matrix; // `matrix` in table, json and csv
 mod query; // the probe contract: fields, order, exit codes
 pub mod util;

@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod encode;
+pub mod graph;
 pub mod verify;
 
 /// The version of the Z3 library ambit is linked against, e.g. `Z3 4.8.12.0`.
