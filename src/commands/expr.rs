@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use ambit_compiler::diag::Diagnostic;
-use ambit_compiler::model::Protocol;
 use ambit_compiler::probe::{self, Answer, HttpSpec, ProbeSpec};
 use ambit_compiler::query::{Query, Side};
 use ambit_compiler::source::{SourceFile, Span};
 use ambit_compiler::table::{Endpoint, PortSet, Tables};
 use serde::Serialize;
 
-use crate::commands::Status;
+use crate::commands::{PortRange, Status, port_ranges};
 
 /// Resolve the sides of a query against the tables: unknown workloads are
 /// diagnostics pointing into the query.
@@ -57,7 +56,7 @@ pub fn resolve(text: &str, q: &Query, tables: &Tables) -> Result<[Vec<Endpoint>;
     Ok([members(&q.from)?, members(&q.to)?])
 }
 
-fn name(tables: &Tables, e: Endpoint) -> String {
+pub fn name(tables: &Tables, e: Endpoint) -> String {
     match e {
         Endpoint::Workload(w) => {
             let w = &tables.workloads[w as usize];
@@ -92,33 +91,28 @@ fn group(tables: &Tables, e: Endpoint) -> (String, String) {
 }
 
 #[derive(Serialize)]
-struct PortRange {
-    protocol: Protocol,
-    port: u16,
-    #[serde(rename = "endPort")]
-    end_port: u16,
-}
-
-#[derive(Serialize)]
 struct Reach {
     from: String,
     to: String,
     allowed_ports: Vec<PortRange>,
 }
 
-fn ranges(set: &PortSet) -> Vec<PortRange> {
-    Protocol::ALL
-        .iter()
-        .flat_map(|&protocol| {
-            set.ranges[protocol.index()]
-                .iter()
-                .map(move |&(port, end_port)| PortRange {
-                    protocol,
-                    port,
-                    end_port,
-                })
-        })
-        .collect()
+/// The probe of one flow of a query with a port.
+pub fn probe_spec(tables: &Tables, q: &Query, s: Endpoint, d: Endpoint) -> ProbeSpec {
+    let (port, protocol) = q.port.expect("a query with a port");
+    ProbeSpec {
+        from: name(tables, s),
+        to: name(tables, d),
+        port: port as i64,
+        protocol: Some(protocol.as_str().to_owned()),
+        http: q.http.as_ref().map(|h| HttpSpec {
+            method: Some(h.method.clone()),
+            path: Some(h.path.clone()),
+            host: None,
+            headers: Default::default(),
+        }),
+        ext_authz: None,
+    }
 }
 
 /// Run a set query (or a single flow without a port) and print it.
@@ -149,23 +143,11 @@ pub fn run_set(
         }
     }
     match q.port {
-        Some((port, protocol)) => {
+        Some(_) => {
             let answers: Vec<Answer> = pairs
                 .iter()
                 .map(|&(s, d)| {
-                    let spec = ProbeSpec {
-                        from: name(tables, s),
-                        to: name(tables, d),
-                        port: port as i64,
-                        protocol: Some(protocol.as_str().to_owned()),
-                        http: q.http.as_ref().map(|h| HttpSpec {
-                            method: Some(h.method.clone()),
-                            path: Some(h.path.clone()),
-                            host: None,
-                            headers: Default::default(),
-                        }),
-                        ext_authz: None,
-                    };
+                    let spec = probe_spec(tables, q, s, d);
                     let p = probe::resolve(&spec, tables, |_| None).expect("names of the tables");
                     probe::answer(tables, &p)
                 })
@@ -200,7 +182,7 @@ pub fn run_set(
                     .map(|(&(s, d), set)| Reach {
                         from: name(tables, s),
                         to: name(tables, d),
-                        allowed_ports: ranges(set),
+                        allowed_ports: port_ranges(set),
                     })
                     .collect();
                 serde_json::to_writer_pretty(&mut *out, &list)?;

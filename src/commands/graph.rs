@@ -4,22 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use ambit_compiler::model::Protocol;
 use ambit_verifier::graph::{By, Graph};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use crate::cli::{GraphArgs, GraphBy, GraphFormat};
-use crate::commands::{Status, load};
-
-#[derive(Serialize)]
-struct PortRange {
-    protocol: Protocol,
-    port: u16,
-    #[serde(rename = "endPort")]
-    end_port: u16,
-}
+use crate::commands::{PortRange, Status, load, port_ranges};
 
 #[derive(Serialize)]
 struct Node<'a> {
@@ -161,18 +152,7 @@ pub fn run(args: &GraphArgs, verbose: u8) -> std::io::Result<Status> {
                     .map(|e| Edge {
                         from: &g.graph[e.source()],
                         to: &g.graph[e.target()],
-                        allowed_ports: Protocol::ALL
-                            .iter()
-                            .flat_map(|&protocol| {
-                                e.weight().ports.ranges[protocol.index()].iter().map(
-                                    move |&(port, end_port)| PortRange {
-                                        protocol,
-                                        port,
-                                        end_port,
-                                    },
-                                )
-                            })
-                            .collect(),
+                        allowed_ports: port_ranges(&e.weight().ports),
                         pairs: e.weight().pairs,
                     })
                     .collect(),

@@ -8,7 +8,7 @@ use ambit_compiler::table::{Endpoint, PortSet, Tables};
 use serde::Serialize;
 
 use crate::cli::{MatrixArgs, MatrixFormat};
-use crate::commands::{Status, load};
+use crate::commands::{PortRange, Status, load, port_ranges};
 
 pub fn run(args: &MatrixArgs, verbose: u8) -> std::io::Result<Status> {
     let json = args.format == MatrixFormat::Json;
@@ -200,14 +200,6 @@ fn csv(
 }
 
 #[derive(Serialize)]
-struct PortRange {
-    protocol: Protocol,
-    port: u16,
-    #[serde(rename = "endPort")]
-    end_port: u16,
-}
-
-#[derive(Serialize)]
 #[serde(untagged)]
 enum Pair<'a> {
     Port {
@@ -245,18 +237,7 @@ fn json_out(
                 None => Pair::Ports {
                     from,
                     to,
-                    allowed_ports: Protocol::ALL
-                        .iter()
-                        .flat_map(|&protocol| {
-                            set.ranges[protocol.index()]
-                                .iter()
-                                .map(move |&(port, end_port)| PortRange {
-                                    protocol,
-                                    port,
-                                    end_port,
-                                })
-                        })
-                        .collect(),
+                    allowed_ports: port_ranges(set),
                 },
             });
         }

@@ -73,3 +73,28 @@ pub fn compile_options(input: &InputArgs) -> ambit_compiler::compile::CompileOpt
         },
     }
 }
+
+/// A port range of `allowed_ports` in JSON output.
+#[derive(serde::Serialize)]
+pub struct PortRange {
+    pub protocol: ambit_compiler::model::Protocol,
+    pub port: u16,
+    #[serde(rename = "endPort")]
+    pub end_port: u16,
+}
+
+/// A port set as the JSON list of its ranges.
+pub fn port_ranges(set: &ambit_compiler::table::PortSet) -> Vec<PortRange> {
+    ambit_compiler::model::Protocol::ALL
+        .iter()
+        .flat_map(|&protocol| {
+            set.ranges[protocol.index()]
+                .iter()
+                .map(move |&(port, end_port)| PortRange {
+                    protocol,
+                    port,
+                    end_port,
+                })
+        })
+        .collect()
+}

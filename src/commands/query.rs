@@ -57,20 +57,7 @@ pub fn run(args: &QueryArgs, verbose: u8) -> std::io::Result<Status> {
         if !q.is_single() {
             return expr::run_set(&mut out, &text, &q, &tables, &sides, json);
         }
-        let (port, protocol) = q.port.expect("a single flow has a port");
-        let spec = ProbeSpec {
-            from: expr_name(&tables, sides[0][0]),
-            to: expr_name(&tables, sides[1][0]),
-            port: port as i64,
-            protocol: Some(protocol.as_str().to_owned()),
-            http: q.http.as_ref().map(|h| HttpSpec {
-                method: Some(h.method.clone()),
-                path: Some(h.path.clone()),
-                host: None,
-                headers: Default::default(),
-            }),
-            ext_authz: None,
-        };
+        let spec = expr::probe_spec(&tables, &q, sides[0][0], sides[1][0]);
         let probe = match probe::resolve(&spec, &tables, |_| None) {
             Ok(p) => p,
             Err(d) => {
@@ -179,16 +166,6 @@ fn http(args: &QueryArgs) -> Result<Option<HttpSpec>, Vec<Diagnostic>> {
         host: args.host.clone(),
         headers,
     }))
-}
-
-fn expr_name(tables: &Tables, e: ambit_compiler::table::Endpoint) -> String {
-    match e {
-        ambit_compiler::table::Endpoint::Workload(w) => {
-            let w = &tables.workloads[w as usize];
-            format!("{}/{}", w.namespace, w.name)
-        }
-        ambit_compiler::table::Endpoint::Ip(ip) => format!("ip:{ip}"),
-    }
 }
 
 /// The decision, then why.

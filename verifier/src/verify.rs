@@ -612,16 +612,7 @@ impl<'a> Problem<'a> {
                     .unwrap_or_else(|| {
                         let taken: BTreeSet<String> =
                             self.namespaces.names.iter().cloned().collect();
-                        (1..)
-                            .map(|i| {
-                                if i == 1 {
-                                    "new-namespace".to_owned()
-                                } else {
-                                    format!("new-namespace-{i}")
-                                }
-                            })
-                            .find(|v| !taken.contains(v))
-                            .expect("some name is free")
+                        free_name("new-namespace", &taken)
                     });
                 (name, Some(labels))
             }
@@ -915,16 +906,21 @@ fn add_hypothetical(cluster: &mut Cluster, end: &Concrete, i: usize) {
 
 /// A label value that is none of `known`.
 fn other_value(known: &BTreeSet<String>) -> String {
-    (0..)
+    free_name("other", known)
+}
+
+/// `base`, or `base-2`, `base-3`, … : the first that is not `taken`.
+fn free_name(base: &str, taken: &BTreeSet<String>) -> String {
+    (1..)
         .map(|i| {
-            if i == 0 {
-                "other".to_owned()
+            if i == 1 {
+                base.to_owned()
             } else {
-                format!("other-{i}")
+                format!("{base}-{i}")
             }
         })
-        .find(|v| !known.contains(v))
-        .expect("some value is free")
+        .find(|v| !taken.contains(v))
+        .expect("some name is free")
 }
 
 /// `{a=b, c=d}`.
