@@ -38,3 +38,20 @@ pub fn transcript(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A bad input's run: exit 2, nothing on stdout, the code of the file's
+/// name prefix (`ld003-…` → `LD003`), the file located, a help line, no
+/// panic.
+pub fn assert_located_error(out: &Output, stem: &str, rel: &str) {
+    assert_eq!(out.status.code(), Some(2), "{stem}: {}", transcript(out));
+    assert!(out.stdout.is_empty(), "{stem}: nothing on stdout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = stem[..5].to_uppercase();
+    assert!(stderr.contains(&code), "{stem}: reports {code}:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("[{rel}:")),
+        "{stem}: names file:line:col:\n{stderr}"
+    );
+    assert!(stderr.contains("help:"), "{stem}: has a help line");
+    assert!(!stderr.contains("panicked"), "{stem}: no panic");
+}

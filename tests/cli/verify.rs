@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use super::util::{ambit, root, transcript};
+use super::util::{ambit, assert_located_error, root, transcript};
 
 const DEMO: &str = "testdata/demo";
 const ASSERTIONS: &str = "testdata/demo/assertions.yaml";
@@ -101,16 +101,7 @@ fn every_bad_assertion_file_is_a_located_diagnostic() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         let rel = format!("testdata/bad-assertions/{stem}.yaml");
         let out = ambit(&["verify", DEMO, "--assert", &rel]);
-        assert_eq!(out.status.code(), Some(2), "{stem}: {}", transcript(&out));
-        assert!(out.stdout.is_empty(), "{stem}: nothing on stdout");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let code = stem[..5].to_uppercase();
-        assert!(stderr.contains(&code), "{stem}: reports {code}:\n{stderr}");
-        assert!(
-            stderr.contains(&format!("[{rel}:")),
-            "{stem}: located:\n{stderr}"
-        );
-        assert!(stderr.contains("help:"), "{stem}: has a help line");
+        assert_located_error(&out, &stem, &rel);
         insta::assert_snapshot!(format!("verify-{stem}"), transcript(&out));
     }
 }

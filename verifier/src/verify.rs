@@ -130,16 +130,10 @@ pub fn verify(
     }
 }
 
-fn eval_u64<T: z3::ast::Ast + std::fmt::Display>(model: &Model, x: &T) -> u64 {
+fn eval_u64(model: &Model, x: &BV) -> u64 {
     model
         .eval(x, true)
-        .and_then(|v| {
-            let s = v.to_string();
-            s.strip_prefix("#x")
-                .map(|h| u64::from_str_radix(h, 16).ok())
-                .or_else(|| s.strip_prefix("#b").map(|b| u64::from_str_radix(b, 2).ok()))
-                .unwrap_or_else(|| s.parse().ok())
-        })
+        .and_then(|v| v.as_u64())
         .unwrap_or_default()
 }
 
@@ -179,8 +173,9 @@ struct Problem<'a> {
     assertion: &'a Assertion,
     vocabulary: Vocabulary,
     namespaces: Namespaces,
-    /// Every address a pod or node of the inventory has.
-    taken: BTreeSet<IpAddr>,
+    /// Every address a pod or node of the inventory has, as ranges of
+    /// consecutive addresses (to keep formulas small).
+    taken: Vec<(IpAddr, IpAddr)>,
 }
 
 impl<'a> Problem<'a> {
@@ -217,12 +212,19 @@ impl<'a> Problem<'a> {
                 .iter()
                 .flat_map(|n| n.addresses.iter().copied()),
         );
+        let mut ranges: Vec<(IpAddr, IpAddr)> = Vec::new();
+        for ip in taken {
+            match ranges.last_mut() {
+                Some((_, hi)) if next(*hi) == Some(ip) => *hi = ip,
+                _ => ranges.push((ip, ip)),
+            }
+        }
         Problem {
             cluster,
             assertion,
             vocabulary,
             namespaces: Namespaces::of(cluster),
-            taken,
+            taken: ranges,
         }
     }
 
@@ -484,18 +486,14 @@ impl<'a> Problem<'a> {
         out
     }
 
-    /// A valid address that no pod or node has (the taken addresses as
-    /// ranges of consecutive ones, to keep the formula small).
+    /// A valid address that no pod or node has.
     fn fresh(&self, addr: &crate::encode::Addr) -> Bool {
         let mut parts = vec![addr.valid.clone(), addr.well_formed()];
-        let mut ranges: Vec<(IpAddr, IpAddr)> = Vec::new();
-        for &ip in &self.taken {
-            match ranges.last_mut() {
-                Some((_, hi)) if next(*hi) == Some(ip) => *hi = ip,
-                _ => ranges.push((ip, ip)),
-            }
-        }
-        parts.extend(ranges.iter().map(|(lo, hi)| addr.in_range(*lo, *hi).not()));
+        parts.extend(
+            self.taken
+                .iter()
+                .map(|(lo, hi)| addr.in_range(*lo, *hi).not()),
+        );
         Bool::and(&parts)
     }
 
@@ -655,7 +653,6 @@ impl<'a> Problem<'a> {
         let hypothetical = [&from, &to]
             .iter()
             .any(|c| matches!(c, Concrete::Hypothetical { .. }));
-        let mut cluster = None;
         let own;
         let tables = if hypothetical {
             let mut c = self.cluster.clone();
@@ -663,12 +660,10 @@ impl<'a> Problem<'a> {
                 add_hypothetical(&mut c, end, i);
             }
             own = compile_with(&c, options);
-            cluster = Some(c);
             &own
         } else {
             tables
         };
-        let cluster = cluster.as_ref().unwrap_or(self.cluster);
         let mut details = Vec::new();
         let mut endpoint = |end: &Concrete, i: usize| -> (Endpoint, String, Option<LabelMap>) {
             match end {
@@ -721,7 +716,6 @@ impl<'a> Problem<'a> {
         };
         let (from_ep, from_name, from_labels) = endpoint(&from, 0);
         let (to_ep, to_name, to_labels) = endpoint(&to, 1);
-        let _ = cluster;
         // Of the flows between these two ends that break the assertion (the
         // solver's among them), show one on a usual port, TCP first.
         let allowed = tables.allowed_ports(from_ep, to_ep);
