@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use ambit_compiler::authz::View;
 use ambit_verifier::check::Outcome;
 
 use crate::cli::CompileArgs;
@@ -14,13 +15,29 @@ pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
         Err(status) => return Ok(status),
     };
     if args.check {
-        match ambit_verifier::check::check(&cluster, &tables) {
-            Outcome::Proved { workloads } => eprintln!(
-                "checked: the tables decide as the policy semantics for every flow between the {workloads} workloads, on every port and protocol"
+        let options = crate::commands::compile_options(&args.input);
+        match ambit_verifier::check::check(&cluster, &tables, &options) {
+            Outcome::Proved { workloads, authz } => eprintln!(
+                "checked: the tables decide as the policy semantics for every flow between the {workloads} workloads and from or to any outside address, on every port and protocol{}",
+                if authz {
+                    ", with the authorization of an L4 enforcer and of an L7 one for any HTTP request"
+                } else {
+                    ""
+                }
             ),
             Outcome::Mismatch(m) => {
+                let request = match (&m.view, &m.request) {
+                    (View::L4, _) => String::new(),
+                    (View::Full, None) => " (L7 enforcer, opaque TCP)".to_owned(),
+                    (View::Full, Some(r)) => format!(
+                        " (L7 enforcer, request {} {} host {:?})",
+                        r.method.as_deref().unwrap_or("GET"),
+                        r.path.as_deref().unwrap_or("/"),
+                        r.host.as_deref().unwrap_or_default()
+                    ),
+                };
                 eprintln!(
-                    "ambit: the tables and the policy semantics differ (a compiler bug): {} -> {} {}/{}: tables {}, semantics {}",
+                    "ambit: the tables and the policy semantics differ (a compiler bug): {} -> {} {}/{}{request}: tables {}, semantics {}",
                     m.from,
                     m.to,
                     m.port,

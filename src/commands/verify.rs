@@ -37,12 +37,6 @@ pub fn run(args: &VerifyArgs, verbose: u8) -> std::io::Result<Status> {
             return Ok(Status::Error);
         }
     };
-    if !cluster.authorization_policies.is_empty() || !cluster.peer_authentications.is_empty() {
-        eprintln!(
-            "ambit: verify decides the NetworkPolicy and admin-policy layers; this cluster has Istio AuthorizationPolicies or PeerAuthentications, whose layer the solver does not encode yet"
-        );
-        return Ok(Status::Error);
-    }
     let options = compile_options(&args.input);
     let mut rows = Vec::new();
     for a in &assertions {
@@ -178,5 +172,10 @@ fn decided(d: &DecidedBy) -> String {
         (Some(t), None) => format!("{t} tier: "),
         _ => String::new(),
     };
-    format!("{tier}{} {name} {}: {}", d.kind, d.rule, d.effect)
+    let rule = if d.rule.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", d.rule)
+    };
+    format!("{tier}{} {name}{rule}: {}", d.kind, d.effect)
 }

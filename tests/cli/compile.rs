@@ -266,3 +266,16 @@ fn check_proves_the_demo_tables() {
     );
     assert!(path.exists());
 }
+
+/// With Istio policies the check covers the authorization layer, in both
+/// views.
+#[test]
+fn check_proves_the_mesh_tables_with_authorization() {
+    let out = ambit(&["compile", "testdata/mesh", "--check", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("with the authorization of an L4 enforcer and of an L7 one for any HTTP request"),
+        "{stderr}"
+    );
+}

@@ -71,6 +71,51 @@ fn any_pod_finds_what_the_inventory_does_not_show() {
     assert_eq!(c["decided_by"][0]["name"], "payments-allow-ingress");
 }
 
+const MESH: &str = "testdata/mesh";
+const MESH_ASSERTIONS: &str = "testdata/mesh/assertions.yaml";
+
+/// With Istio policies: STRICT mTLS, a principal, an HTTP rule ztunnel drops.
+#[test]
+fn mesh_assertions_decide_the_authorization_layer() {
+    let out = ambit(&["verify", MESH, "--assert", MESH_ASSERTIONS]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    insta::assert_snapshot!(transcript(&out));
+}
+
+/// A policy that names a service account admits any pod running as it:
+/// the solver invents one in the namespace, with no labels.
+#[test]
+fn any_pod_finds_a_pod_by_its_service_account() {
+    let out = ambit(&["verify", MESH, "--assert", MESH_ASSERTIONS, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let holds: Vec<(&str, bool)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["holds"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        holds,
+        [
+            ("db-only-from-shop-api", true),
+            ("db-only-from-shop-api-tomorrow", false),
+            ("ops-cannot-reach-pay", true),
+            ("shop-web-reads-the-ledger", false),
+        ]
+    );
+    let c = &v[1]["counterexample"];
+    assert_eq!(c["from"], "hypothetical:shop");
+    assert_eq!(c["from_labels"], serde_json::json!({}));
+    assert_eq!(c["decided_by"][0]["name"], "db-from-api");
+    let human = ambit(&["verify", MESH, "--assert", MESH_ASSERTIONS]);
+    assert!(
+        String::from_utf8_lossy(&human.stdout)
+            .contains("hypothetical:shop runs as the service account api"),
+        "{}",
+        transcript(&human)
+    );
+}
+
 #[test]
 fn assertions_that_hold_exit_zero() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,16 +1,22 @@
 //! Translation validation: the compiled tables decide every flow of the
 //! inventory exactly as the policy IR does.
 //!
-//! The solver looks for a source workload, a destination workload, a port
-//! (0-65535) and a protocol on which [`TableEncoding`] and [`Semantics`]
-//! differ; none exists when the tables are right. A pod reaching itself is
-//! left out (both always allow it).
+//! The solver looks for a source, a destination (workloads, or one of them
+//! any address outside the cluster), a port (0-65535) and a protocol on
+//! which [`TableEncoding`] and [`Semantics`] differ; none exists when the
+//! tables are right. With Istio policies in the cluster the authorization
+//! layer is part of both, and a second question asks the same of an L7
+//! enforcer's decision, with any HTTP request or none. A pod reaching itself
+//! is left out (both always allow it).
 
+use ambit_compiler::authz::{Request as HttpRequest, View};
+use ambit_compiler::compile::CompileOptions;
 use ambit_compiler::model::{Cluster, Protocol, WorkloadKind};
 use ambit_compiler::table::Tables;
 use z3::ast::{BV, Bool};
 use z3::{SatResult, Solver};
 
+use crate::encode::authz::Request;
 use crate::encode::{
     Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, idx, idx_const,
 };
@@ -18,10 +24,16 @@ use crate::encode::{
 /// A flow on which the tables and the semantics differ: a compiler bug.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
+    /// `namespace/name` or `ip:ADDRESS`.
     pub from: String,
     pub to: String,
     pub port: u16,
     pub protocol: Protocol,
+    /// The enforcer whose decision differs: `L4` (what `ambit query` and
+    /// the agent decide) or `Full` (an L7 proxy's, for `request`).
+    pub view: View,
+    /// The HTTP request of a full-view mismatch (`None`: opaque TCP).
+    pub request: Option<HttpRequest>,
     /// What the tables decide.
     pub tables: bool,
     /// What the policy semantics decides.
@@ -34,6 +46,8 @@ pub enum Outcome {
     /// No flow differs.
     Proved {
         workloads: usize,
+        /// The authorization layer was checked too, in both views.
+        authz: bool,
     },
     Mismatch(Mismatch),
     /// The solver gave up (with its reason).
@@ -52,6 +66,19 @@ pub fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usi
     if let Some(ns) = cluster.namespaces.get(&w.namespace) {
         parts.push(pod.namespace_labels.are(&ns.labels));
     }
+    if pod.authz {
+        parts.push(
+            pod.service_account
+                .eq(crate::encode::authz::literal(&w.service_account)),
+        );
+        let inject = match w.inject_annotation.as_deref() {
+            None => 0,
+            Some("true") => 1,
+            Some("false") => 2,
+            Some(_) => 3,
+        };
+        parts.push(pod.inject.eq(BV::from_u64(inject, 2)));
+    }
     for (slot, addr) in pod.ips.iter().enumerate() {
         parts.push(addr.is(w.ips.get(slot).copied()));
     }
@@ -68,36 +95,82 @@ pub fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usi
     Bool::and(&parts)
 }
 
-/// Prove that `tables` decides every flow between workloads of `cluster`
-/// (every port, every protocol) as the policy semantics does.
-pub fn check(cluster: &Cluster, tables: &Tables) -> Outcome {
+/// Prove that `tables` decides every flow between workloads of `cluster`,
+/// and between a workload and any address outside it (every port, every
+/// protocol) as the policy semantics does: the L4 decision, and with an
+/// authorization layer also an L7 enforcer's for every HTTP request.
+pub fn check(cluster: &Cluster, tables: &Tables, options: &CompileOptions) -> Outcome {
     let n = cluster.workloads.len();
     assert_eq!(n, tables.workloads.len(), "tables of this cluster");
     if n == 0 {
-        return Outcome::Proved { workloads: 0 };
+        return Outcome::Proved {
+            workloads: 0,
+            authz: false,
+        };
     }
+    let authz = crate::encode::authz::has_authz(cluster);
+    let views: &[View] = if authz {
+        &[View::L4, View::Full]
+    } else {
+        &[View::L4]
+    };
+    for &view in views {
+        match check_view(cluster, tables, options, view) {
+            Outcome::Proved { .. } => {}
+            other => return other,
+        }
+    }
+    Outcome::Proved {
+        workloads: n,
+        authz,
+    }
+}
+
+fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view: View) -> Outcome {
+    let n = cluster.workloads.len();
     let vocabulary = Vocabulary::of(cluster);
     let namespaces = Namespaces::of(cluster);
-    crate::encode::set_index_domain(n.max(tables.classes.len()).max(namespaces.names.len() + 1));
+    crate::encode::set_index_domain(
+        (n + 1)
+            .max(tables.classes.len())
+            .max(namespaces.names.len() + 1),
+    );
     let solver = Solver::new();
-    let (sw, dw) = (idx_const("src"), idx_const("dst"));
-    let (cs, cd) = (idx_const("src.class"), idx_const("dst.class"));
-    let src = Pod::new("src", &vocabulary);
-    let dst = Pod::new("dst", &vocabulary);
     let svc = Service::new();
-
-    for (w, pod, class) in [(&sw, &src, &cs), (&dw, &dst, &cd)] {
-        solver.assert(w.bvuge(idx(0)));
-        solver.assert(w.bvult(idx(n as u64)));
+    let mut ends = Vec::new();
+    for prefix in ["src", "dst"] {
+        // A workload (`0..n`) or an address outside the cluster (`n`).
+        let which = idx_const(format!("{prefix}.which"));
+        let pod = Pod::new(prefix, &vocabulary);
+        let class = idx_const(format!("{prefix}.class"));
+        let table = TableEnd {
+            class: class.clone(),
+            external: which.eq(idx(n as u64)),
+            addr: pod.ips[0].clone(),
+        };
+        solver.assert(which.bvule(idx(n as u64)));
         for i in 0..n {
-            let here = w.eq(idx(i as u64));
-            solver.assert(here.implies(Bool::and(&[
-                is_workload(pod, cluster, &namespaces, i),
+            solver.assert(which.eq(idx(i as u64)).implies(Bool::and(&[
+                is_workload(&pod, cluster, &namespaces, i),
                 class.eq(idx(tables.workloads[i].class as u64)),
             ])));
         }
+        let mut external = vec![
+            pod.external.clone(),
+            pod.host_network.not(),
+            pod.ips[0].valid.clone(),
+            pod.ips[0].well_formed(),
+            pod.namespace.eq(idx(u32::MAX as u64)),
+        ];
+        external.extend(pod.ips[1..].iter().map(|a| a.valid.not()));
+        external.extend(pod.named_ports.values().map(|np| np.declared.not()));
+        solver.assert(which.eq(idx(n as u64)).implies(Bool::and(&external)));
+        ends.push((which, pod, table));
     }
-    solver.assert(svc.protocol.bvuge(idx(0)));
+    let [(sw, src, src_table), (dw, dst, dst_table)]: [_; 2] =
+        ends.try_into().ok().expect("two ends");
+    // Not two addresses; not a pod to itself.
+    solver.assert(Bool::and(&[sw.eq(idx(n as u64)), dw.eq(idx(n as u64))]).not());
     solver.assert(svc.protocol.bvule(idx(2)));
     for (i, w) in cluster.workloads.iter().enumerate() {
         if w.kind == WorkloadKind::Pod {
@@ -106,19 +179,28 @@ pub fn check(cluster: &Cluster, tables: &Tables) -> Outcome {
         }
     }
 
-    let semantics = Semantics {
-        cluster,
-        namespaces: &namespaces,
-    }
-    .allowed(&src, &dst, &svc);
-    let table = TableEncoding::new(tables).allowed(
-        &TableEnd::class(cs.clone(), "src"),
-        &TableEnd::class(cd.clone(), "dst"),
-        &svc,
-    );
+    let semantics = Semantics::new(cluster, &namespaces, options);
+    let encoding = TableEncoding::new(tables);
+    let request = Request::new("request", &cluster.authorization_policies);
+    let (semantics, table) = match view {
+        View::L4 => (
+            semantics.allowed(&src, &dst, &svc),
+            encoding.allowed(&src_table, &dst_table, &svc),
+        ),
+        View::Full => {
+            solver.assert(request.well_formed());
+            (
+                semantics.allowed_full(&src, &dst, &svc, &request),
+                encoding.allowed_full(&src_table, &dst_table, &svc, &request),
+            )
+        }
+    };
     solver.assert(semantics.iff(&table).not());
     match solver.check() {
-        SatResult::Unsat => Outcome::Proved { workloads: n },
+        SatResult::Unsat => Outcome::Proved {
+            workloads: n,
+            authz: view == View::Full,
+        },
         SatResult::Unknown => Outcome::Unknown(
             solver
                 .get_reason_unknown()
@@ -138,14 +220,25 @@ pub fn check(cluster: &Cluster, tables: &Tables) -> Outcome {
                     .and_then(|v| v.as_u64())
                     .unwrap_or_default() as usize
             };
+            let end = |which: &BV, pod: &Pod| match cluster.workloads.get(index(which)) {
+                Some(w) => w.id(),
+                None => pod.ips[0]
+                    .value_in(&model)
+                    .map_or_else(|| "ip:?".to_owned(), |ip| format!("ip:{ip}")),
+            };
             Outcome::Mismatch(Mismatch {
-                from: cluster.workloads[index(&sw)].id(),
-                to: cluster.workloads[index(&dw)].id(),
+                from: end(&sw, &src),
+                to: end(&dw, &dst),
                 port: model
                     .eval(&svc.port, true)
                     .and_then(|v| v.as_u64())
                     .unwrap_or_default() as u16,
                 protocol: Protocol::ALL[index(&svc.protocol).min(2)],
+                view,
+                request: match view {
+                    View::Full => request.value_in(&model),
+                    View::L4 => None,
+                },
                 tables: decision(&table),
                 semantics: decision(&semantics),
             })

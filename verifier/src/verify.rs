@@ -30,10 +30,11 @@ use ambit_compiler::probe::{self, DecidedBy, Probe};
 use ambit_compiler::table::{Endpoint, Tables};
 use ipnet::IpNet;
 use serde::Serialize;
-use z3::ast::{BV, Bool};
+use z3::ast::{BV, Bool, Regexp};
 use z3::{Model, SatResult, Solver};
 
 use crate::check::is_workload;
+use crate::encode::authz::literal;
 use crate::encode::{
     Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, add_selector, idx,
     idx_const, in_ranges, ip_block, selector,
@@ -89,7 +90,7 @@ pub fn verify(
     options: &CompileOptions,
     assertion: &Assertion,
 ) -> Result<Finding, VerifyError> {
-    let problem = Problem::new(cluster, assertion);
+    let problem = Problem::new(cluster, assertion, options);
     crate::encode::set_index_domain(
         (cluster.workloads.len() + 2)
             .max(tables.classes.len())
@@ -100,34 +101,60 @@ pub fn verify(
         Scope::Inventory => problem.inventory(&solver, tables),
         Scope::AnyPod => problem.any_pod(&solver),
     };
-    match solver.check() {
-        SatResult::Unsat => Ok(Finding {
-            name: assertion.name.clone(),
-            holds: true,
-            counterexample: None,
-        }),
-        SatResult::Unknown => Err(VerifyError::Unknown(
-            solver
-                .get_reason_unknown()
-                .unwrap_or_else(|| "unknown".to_owned()),
-        )),
-        SatResult::Sat => {
-            let model = match assertion.scope {
-                Scope::AnyPod => problem.prefer(&solver, &src, &dst),
-                Scope::Inventory => solver.get_model().expect("sat has a model"),
-            };
-            let port = eval_u64(&model, &svc.port) as u16;
-            let protocol = Protocol::ALL[(eval_u64(&model, &svc.protocol) as usize).min(2)];
-            let from = problem.concrete(&model, &src);
-            let to = problem.concrete(&model, &dst);
-            let counterexample = problem.explain(tables, options, from, to, port, protocol)?;
-            Ok(Finding {
-                name: assertion.name.clone(),
-                holds: false,
-                counterexample: Some(counterexample),
-            })
+    // Names of hypothetical pods must be DNS labels: a regular expression
+    // the solver is slow with, so it is added only when a model breaks it
+    // (without it the question is wider: "holds" stays exact).
+    let mut names_checked = false;
+    let model = loop {
+        match solver.check() {
+            SatResult::Unsat => {
+                return Ok(Finding {
+                    name: assertion.name.clone(),
+                    holds: true,
+                    counterexample: None,
+                });
+            }
+            SatResult::Unknown => {
+                return Err(VerifyError::Unknown(
+                    solver
+                        .get_reason_unknown()
+                        .unwrap_or_else(|| "unknown".to_owned()),
+                ));
+            }
+            SatResult::Sat => {}
         }
-    }
+        let model = match assertion.scope {
+            Scope::AnyPod => problem.prefer(&solver, &src, &dst),
+            Scope::Inventory => solver.get_model().expect("sat has a model"),
+        };
+        if names_checked || problem.names_are_dns_labels(&model, [&src, &dst]) {
+            break model;
+        }
+        for end in [&src, &dst] {
+            solver.assert(problem.names_are_dns(end));
+        }
+        names_checked = true;
+    };
+    let port = eval_u64(&model, &svc.port) as u16;
+    let protocol = Protocol::ALL[(eval_u64(&model, &svc.protocol) as usize).min(2)];
+    let from = problem.concrete(&model, &src);
+    let to = problem.concrete(&model, &dst);
+    let counterexample = problem.explain(tables, options, from, to, port, protocol)?;
+    Ok(Finding {
+        name: assertion.name.clone(),
+        holds: false,
+        counterexample: Some(counterexample),
+    })
+}
+
+/// A DNS-1123 label (length aside): lower-case letters, digits and `-`,
+/// starting and ending with a letter or digit.
+fn is_dns_label(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !s.is_empty()
+        && s.chars().all(|c| ok(c) || c == '-')
+        && s.starts_with(ok)
+        && s.ends_with(ok)
 }
 
 fn eval_u64(model: &Model, x: &BV) -> u64 {
@@ -164,12 +191,15 @@ enum Concrete {
         labels: LabelMap,
         ports: Vec<ContainerPort>,
         ip: Option<IpAddr>,
+        service_account: String,
+        inject_annotation: Option<String>,
     },
     Address(IpAddr),
 }
 
 struct Problem<'a> {
     cluster: &'a Cluster,
+    options: &'a CompileOptions,
     assertion: &'a Assertion,
     vocabulary: Vocabulary,
     namespaces: Namespaces,
@@ -179,7 +209,7 @@ struct Problem<'a> {
 }
 
 impl<'a> Problem<'a> {
-    fn new(cluster: &'a Cluster, assertion: &'a Assertion) -> Self {
+    fn new(cluster: &'a Cluster, assertion: &'a Assertion, options: &'a CompileOptions) -> Self {
         let mut vocabulary = Vocabulary::of(cluster);
         for ends in [&assertion.from, &assertion.to] {
             if let Some(s) = &ends.pod_selector {
@@ -221,6 +251,7 @@ impl<'a> Problem<'a> {
         }
         Problem {
             cluster,
+            options,
             assertion,
             vocabulary,
             namespaces: Namespaces::of(cluster),
@@ -378,6 +409,9 @@ impl<'a> Problem<'a> {
                     ])),
                 );
                 hypothetical.extend(self.one_fresh_address(&pod));
+                if pod.authz {
+                    hypothetical.push(self.names_well_formed(&pod, &existing));
+                }
                 for np in pod.named_ports.values() {
                     hypothetical.push(np.declared.implies(Bool::and(&[
                         np.port.bvuge(BV::from_u64(1, 16)),
@@ -406,11 +440,7 @@ impl<'a> Problem<'a> {
             Expect::Only => from_in.not(),
         });
         solver.assert(self.member_symbolic(&self.assertion.to, &dst));
-        let allowed = Semantics {
-            cluster: self.cluster,
-            namespaces: &self.namespaces,
-        }
-        .allowed(
+        let allowed = Semantics::new(self.cluster, &self.namespaces, self.options).allowed(
             src.pod.as_ref().expect("pod end"),
             dst.pod.as_ref().expect("pod end"),
             &svc,
@@ -458,6 +488,15 @@ impl<'a> Problem<'a> {
                 atoms.iter().cloned().partition(|a| eval_bool(&model, a));
             kept.extend(absent.iter().map(Bool::not));
             let mut nice: Vec<Bool> = present.iter().map(Bool::not).collect();
+            if pod.authz {
+                nice.push(pod.service_account.eq(literal("default")));
+                nice.push(pod.inject.eq(BV::from_u64(0, 2)));
+                let taken: BTreeSet<String> = self.namespaces.names.iter().cloned().collect();
+                nice.push(
+                    pod.namespace_name
+                        .eq(literal(&free_name("new-namespace", &taken))),
+                );
+            }
             if let Some(addr) = pod.ips.first() {
                 nice.push(addr.v6.not());
                 nice.push(addr.in_cidr(&"10.0.0.0/8".parse().expect("a CIDR")));
@@ -471,6 +510,98 @@ impl<'a> Problem<'a> {
         let result = solver.check_assumptions(&kept);
         debug_assert_eq!(result, SatResult::Sat);
         solver.get_model().expect("sat has a model")
+    }
+
+    /// A hypothetical pod's service account is a DNS label; a new
+    /// namespace's name too, none of the existing ones, and the value of
+    /// its `kubernetes.io/metadata.name` label. When no AuthorizationPolicy
+    /// reads identities, neither name matters: the service account is
+    /// `default` and the namespace's name is its label's or a fresh one.
+    fn names_well_formed(&self, pod: &Pod, existing: &BTreeSet<String>) -> Bool {
+        let k = self.namespaces.names.len() as u64;
+        let reads = reads_identities(self.cluster);
+        let mut parts = Vec::new();
+        let mut new_ns = Vec::new();
+        if reads {
+            // The names are DNS labels: see [`Self::names_are_dns`].
+            parts.push(pod.service_account.eq(literal("")).not());
+            new_ns.push(pod.namespace_name.eq(literal("")).not());
+        } else {
+            parts.push(pod.service_account.eq(literal("default")));
+            let unlabelled: Vec<Bool> = self
+                .vocabulary
+                .namespace
+                .get(NAMESPACE_NAME_LABEL)
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    pod.namespace_labels
+                        .is_in(NAMESPACE_NAME_LABEL, &[v.clone()].into())
+                        .not()
+                })
+                .collect();
+            new_ns.push(Bool::and(&unlabelled).implies(
+                pod.namespace_name
+                    .eq(literal(&free_name("new-namespace", existing))),
+            ));
+        }
+        new_ns.extend(
+            existing
+                .iter()
+                .map(|name| pod.namespace_name.eq(literal(name)).not()),
+        );
+        let known = self
+            .vocabulary
+            .namespace
+            .get(NAMESPACE_NAME_LABEL)
+            .cloned()
+            .unwrap_or_default();
+        for v in &known {
+            new_ns.push(
+                pod.namespace_labels
+                    .is_in(NAMESPACE_NAME_LABEL, &[v.clone()].into())
+                    .iff(pod.namespace_name.eq(literal(v))),
+            );
+        }
+        parts.push(pod.namespace.eq(idx(k)).implies(Bool::and(&new_ns)));
+        Bool::and(&parts)
+    }
+
+    /// A hypothetical end's service account, and its new namespace's name,
+    /// are DNS labels.
+    fn names_are_dns(&self, end: &End) -> Bool {
+        let Some(pod) = end.pod.as_ref().filter(|p| p.authz) else {
+            return Bool::from_bool(true);
+        };
+        let k = self.namespaces.names.len() as u64;
+        end.which.eq(idx(self.n())).implies(Bool::and(&[
+            pod.service_account.regex_matches(&dns_label()),
+            pod.namespace
+                .eq(idx(k))
+                .implies(pod.namespace_name.regex_matches(&dns_label())),
+        ]))
+    }
+
+    /// Whether the model's hypothetical ends have DNS-label names.
+    fn names_are_dns_labels(&self, model: &Model, ends: [&End; 2]) -> bool {
+        let k = self.namespaces.names.len() as u64;
+        ends.iter().all(|end| {
+            let Some(pod) = end.pod.as_ref().filter(|p| p.authz) else {
+                return true;
+            };
+            if eval_u64(model, &end.which) != self.n() {
+                return true;
+            }
+            let text = |s: &z3::ast::String| {
+                model
+                    .eval(s, true)
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default()
+            };
+            is_dns_label(&text(&pod.service_account))
+                && (eval_u64(model, &pod.namespace) != k
+                    || is_dns_label(&text(&pod.namespace_name)))
+        })
     }
 
     /// The first address is valid and no pod's or node's; no other.
@@ -603,10 +734,15 @@ impl<'a> Problem<'a> {
             Some(name) => (name.clone(), None),
             None => {
                 let labels = read_labels(&pod.namespace_labels, &self.vocabulary.namespace);
+                let symbolic = pod
+                    .authz
+                    .then(|| model.eval(&pod.namespace_name, true)?.as_string())
+                    .flatten();
                 let name = pod
                     .namespace_labels
                     .value_in(model, NAMESPACE_NAME_LABEL)
                     .filter(|v| v != "<other>")
+                    .or(symbolic)
                     .unwrap_or_else(|| {
                         let taken: BTreeSet<String> =
                             self.namespaces.names.iter().cloned().collect();
@@ -630,12 +766,29 @@ impl<'a> Problem<'a> {
                 });
             }
         }
+        let (service_account, inject_annotation) = if pod.authz {
+            let sa = model
+                .eval(&pod.service_account, true)
+                .and_then(|v| v.as_string())
+                .unwrap_or_else(|| "default".to_owned());
+            let inject = match eval_u64(model, &pod.inject) {
+                0 => None,
+                1 => Some("true".to_owned()),
+                2 => Some("false".to_owned()),
+                _ => Some("other".to_owned()),
+            };
+            (sa, inject)
+        } else {
+            ("default".to_owned(), None)
+        };
         Concrete::Hypothetical {
             namespace,
             namespace_labels,
             labels,
             ports,
             ip,
+            service_account,
+            inject_annotation,
         }
     }
 
@@ -681,6 +834,8 @@ impl<'a> Problem<'a> {
                     labels,
                     ports,
                     ip,
+                    service_account,
+                    inject_annotation,
                 } => {
                     let name = hypothetical_name(i);
                     let index = tables
@@ -709,6 +864,14 @@ impl<'a> Problem<'a> {
                     }
                     if let Some(ip) = ip {
                         details.push(format!("{id} has the address {ip}"));
+                    }
+                    if service_account != "default" {
+                        details.push(format!("{id} runs as the service account {service_account}"));
+                    }
+                    if let Some(a) = inject_annotation {
+                        details.push(format!(
+                            "{id} is annotated sidecar.istio.io/inject={a}"
+                        ));
                     }
                     (Endpoint::Workload(index), id, Some(labels.clone()))
                 }
@@ -866,6 +1029,8 @@ fn add_hypothetical(cluster: &mut Cluster, end: &Concrete, i: usize) {
         labels,
         ports,
         ip,
+        service_account,
+        inject_annotation,
     } = end
     else {
         return;
@@ -885,17 +1050,39 @@ fn add_hypothetical(cluster: &mut Cluster, end: &Concrete, i: usize) {
         name: hypothetical_name(i),
         kind: WorkloadKind::Pod,
         labels: labels.clone(),
-        service_account: "default".to_owned(),
+        service_account: service_account.clone(),
         ports: ports.clone(),
         ips: ip.iter().copied().collect(),
         host_network: false,
-        inject_annotation: None,
+        inject_annotation: inject_annotation.clone(),
         location: None,
     };
     let at = cluster.workloads.partition_point(|x| {
         (x.namespace.as_str(), x.name.as_str()) < (w.namespace.as_str(), w.name.as_str())
     });
     cluster.workloads.insert(at, w);
+}
+
+/// Whether some AuthorizationPolicy looks at the source's principal,
+/// namespace or service account (the names of a hypothetical pod matter).
+fn reads_identities(cluster: &Cluster) -> bool {
+    use ambit_compiler::authz::Attr;
+    cluster
+        .authorization_policies
+        .iter()
+        .flat_map(|p| &p.rules)
+        .flat_map(|r| r.fields())
+        .any(|f| matches!(f.attr, Attr::Principal | Attr::Namespace | Attr::ServiceAccount))
+}
+
+/// A DNS-1123 label: what service account and namespace names are.
+fn dns_label() -> Regexp {
+    let alnum = Regexp::union(&[&Regexp::range(&'a', &'z'), &Regexp::range(&'0', &'9')]);
+    let inner = Regexp::union(&[&alnum, &Regexp::literal("-")]);
+    Regexp::concat(&[
+        &alnum,
+        &Regexp::concat(&[&inner.star(), &alnum]).option(),
+    ])
 }
 
 /// A label value that is none of `known`.

@@ -47,7 +47,7 @@ fn every_testdata_cluster_is_proved() {
     assert!(clusters.len() > 150);
     for (name, cluster) in clusters {
         let tables = compile(&cluster);
-        match check(&cluster, &tables) {
+        match check(&cluster, &tables, &Default::default()) {
             Outcome::Proved { .. } => {}
             other => panic!("{name}: {other:?}"),
         }
@@ -63,7 +63,7 @@ fn case(suite: &str, name: &str) -> Cluster {
 }
 
 fn mismatch(cluster: &Cluster, tables: &Tables) -> ambit_verifier::check::Mismatch {
-    match check(cluster, tables) {
+    match check(cluster, tables, &Default::default()) {
         Outcome::Mismatch(m) => {
             assert_ne!(m.tables, m.semantics);
             m
@@ -117,4 +117,114 @@ fn a_shifted_port_range_is_found() {
     *port.1 += 1;
     let m = mismatch(&cluster, &tables);
     assert!(m.port == 53 || m.port == 54, "{m:?}");
+}
+
+#[test]
+fn a_policy_detached_from_a_class_is_found() {
+    let cluster = case("authz", "04-principals-exact");
+    let mut tables = compile(&cluster);
+    let class = tables
+        .authz
+        .classes
+        .iter_mut()
+        .find(|c| !c.policies.is_empty())
+        .expect("a class with a policy");
+    class.policies.clear();
+    let m = mismatch(&cluster, &tables);
+    assert!(m.tables && !m.semantics, "{m:?}");
+}
+
+#[test]
+fn a_wrong_principal_is_found() {
+    let cluster = case("authz", "04-principals-exact");
+    let mut tables = compile(&cluster);
+    let class = tables
+        .authz
+        .classes
+        .iter_mut()
+        .find(|c| c.principal.as_deref() == Some("cluster.local/ns/foo/sa/web"))
+        .expect("the web class");
+    class.principal = Some("cluster.local/ns/foo/sa/other".to_owned());
+    let m = mismatch(&cluster, &tables);
+    assert!(!m.tables && m.semantics, "{m:?}");
+    assert_eq!(m.protocol, ambit_compiler::model::Protocol::Tcp);
+}
+
+#[test]
+fn a_lost_strict_mtls_mode_is_found() {
+    let cluster = case("authz", "41-peerauth-mesh-strict");
+    let mut tables = compile(&cluster);
+    for class in &mut tables.authz.classes {
+        class.mtls.mode = ambit_compiler::authz::MtlsMode::Permissive;
+    }
+    let m = mismatch(&cluster, &tables);
+    assert!(m.tables && !m.semantics, "{m:?}");
+}
+
+#[test]
+fn a_wrong_mesh_mode_is_found() {
+    let cluster = case("authz", "01-allow-nothing-namespace");
+    let mut tables = compile(&cluster);
+    for class in &mut tables.authz.classes {
+        class.mesh = ambit_compiler::authz::MeshMode::None;
+    }
+    mismatch(&cluster, &tables);
+}
+
+/// A waypoint policy is enforced only by an L7 enforcer: losing it shows in
+/// the full view, for an HTTP request or opaque TCP.
+#[test]
+fn a_detached_waypoint_policy_is_found_in_the_full_view() {
+    let cluster = case("authz", "65-targetref-service-allow");
+    let mut tables = compile(&cluster);
+    let class = tables
+        .authz
+        .classes
+        .iter_mut()
+        .find(|c| !c.waypoint_policies.is_empty())
+        .expect("a class behind a waypoint policy");
+    class.waypoint_policies.clear();
+    let m = mismatch(&cluster, &tables);
+    assert_eq!(m.view, ambit_compiler::authz::View::Full, "{m:?}");
+}
+
+/// An HTTP rule's method changed in the tables: only requests tell.
+#[test]
+fn a_changed_method_is_found_with_a_request() {
+    let cluster = case("authz", "20-methods-exact");
+    let mut tables = compile(&cluster);
+    let field = tables
+        .authz
+        .policies
+        .iter_mut()
+        .flat_map(|p| p.rules.iter_mut())
+        .flat_map(|r| r.to.iter_mut().flatten())
+        .flat_map(|e| e.fields.iter_mut())
+        .find(|f| f.attr == ambit_compiler::authz::Attr::Method)
+        .expect("a methods field");
+    field.values = vec![ambit_compiler::authz::Pattern::Exact("PATCH".to_owned())];
+    let m = mismatch(&cluster, &tables);
+    assert_eq!(m.view, ambit_compiler::authz::View::Full, "{m:?}");
+    let request = m.request.expect("found with a request");
+    assert!(
+        request.method.as_deref() == Some("PATCH") || m.semantics,
+        "{request:?}"
+    );
+}
+
+/// Flows to addresses outside the cluster are checked too.
+#[test]
+fn a_dropped_except_is_found_with_an_outside_address() {
+    let cluster = case("netpol", "29-ipblock-egress-except");
+    let mut tables = compile(&cluster);
+    let block = tables
+        .rules
+        .iter_mut()
+        .flat_map(|r| r.peers.ip_blocks.iter_mut())
+        .find(|b| !b.except.is_empty())
+        .expect("a block with an except");
+    block.except.clear();
+    let m = mismatch(&cluster, &tables);
+    assert!(m.to.starts_with("ip:"), "{m:?}");
+    assert!(m.tables && !m.semantics, "{m:?}");
 }

@@ -23,7 +23,7 @@ fn testdata() -> PathBuf {
 
 fn clusters() -> Vec<(String, Cluster)> {
     let mut out = Vec::new();
-    for suite in ["netpol", "tiers"] {
+    for suite in ["netpol", "tiers", "authz"] {
         let base = testdata().join("conformance").join(suite);
         let mut cases: Vec<PathBuf> = std::fs::read_dir(&base)
             .unwrap()
@@ -72,6 +72,16 @@ fn cidrs(tables: &Tables) -> Vec<IpNet> {
         for b in &r.peers.ip_blocks {
             out.push(b.cidr);
             out.extend(b.except.iter().copied());
+        }
+    }
+    // AuthorizationPolicies' ipBlocks.
+    for p in &tables.authz.policies {
+        for f in p.rules.iter().flat_map(|r| r.fields()) {
+            for v in f.values.iter().chain(&f.not_values) {
+                if let ambit_compiler::authz::Pattern::Cidr(net) = v {
+                    out.push(*net);
+                }
+            }
         }
     }
     out.sort();
@@ -125,7 +135,10 @@ fn random_ports(rng: &mut Rng) -> Vec<PortRange> {
         start,
         end,
     };
-    match rng.below(6) {
+    match rng.below(9) {
+        6 => vec![r(Protocol::Tcp, 8080, 8080)],
+        7 => vec![r(Protocol::Tcp, 9090, 9090), r(Protocol::Udp, 8080, 8080)],
+        8 => vec![r(Protocol::Tcp, 8000, 9100)],
         0 => vec![r(Protocol::Tcp, 80, 80)],
         1 => vec![r(Protocol::Tcp, 81, 81)],
         2 => vec![r(Protocol::Tcp, 80, 81), r(Protocol::Udp, 80, 80)],

@@ -19,15 +19,18 @@
 //! tables. Translation validation asks the solver for a flow on which they
 //! differ.
 
+pub mod authz;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ambit_compiler::admin::{Action, AdminPeer, AdminPolicy, AdminPort, Node, PodSet, Tier};
+use ambit_compiler::authz::{MeshSettings, View};
 use ambit_compiler::labels::{Labels as LabelMap, Requirement, Selector};
 use ambit_compiler::model::{Cluster, Direction, NetworkPolicy, Peer, PortSpec, Protocol, Rule};
 use ambit_compiler::table::{ClassSet, Peers, Tables};
 use ipnet::IpNet;
-use z3::ast::{BV, Bool};
+use z3::ast::{BV, Bool, String as Str};
 
 thread_local! {
     static INDEX_BITS: std::cell::Cell<u32> = const { std::cell::Cell::new(32) };
@@ -63,6 +66,9 @@ pub struct Vocabulary {
     pub port_names: BTreeSet<String>,
     /// The most IP addresses one workload has.
     pub ip_slots: usize,
+    /// The cluster has an authorization layer (Istio policies): pods carry
+    /// their service account and injection annotation.
+    pub authz: bool,
 }
 
 impl Vocabulary {
@@ -123,6 +129,10 @@ impl Vocabulary {
             }
         }
         v.ip_slots = v.ip_slots.max(1);
+        v.authz = authz::has_authz(cluster);
+        if v.authz {
+            authz::add_vocabulary(&mut v.pod, &mut v.namespace, cluster);
+        }
         v
     }
 }
@@ -391,6 +401,15 @@ pub struct Pod {
     /// Not a pod: an address outside the cluster (its first address). Pod
     /// selectors never match it and it has no policy of its own.
     pub external: Bool,
+    /// Whether the encoding reads the authorization layer (and so the
+    /// fields below).
+    pub authz: bool,
+    pub service_account: Str,
+    /// The `sidecar.istio.io/inject` annotation: 0 none, 1 `true`, 2
+    /// `false`, 3 another value.
+    pub inject: BV,
+    /// The name of a namespace that does not exist yet.
+    pub namespace_name: Str,
 }
 
 impl Pod {
@@ -404,6 +423,10 @@ impl Pod {
                 .collect(),
             host_network: Bool::new_const(format!("{prefix}.hostNetwork")),
             external: Bool::new_const(format!("{prefix}.external")),
+            authz: vocabulary.authz,
+            service_account: Str::new_const(format!("{prefix}.serviceAccount")),
+            inject: BV::new_const(format!("{prefix}.inject"), 2),
+            namespace_name: Str::new_const(format!("{prefix}.namespaceName")),
             named_ports: vocabulary
                 .port_names
                 .iter()
@@ -515,12 +538,51 @@ impl Namespaces {
 pub struct Semantics<'a> {
     pub cluster: &'a Cluster,
     pub namespaces: &'a Namespaces,
+    /// The effective mesh settings (root namespace, trust domains).
+    pub mesh: MeshSettings,
 }
 
-impl Semantics<'_> {
+impl<'a> Semantics<'a> {
+    /// The semantics of `cluster` compiled with `options`.
+    pub fn new(
+        cluster: &'a Cluster,
+        namespaces: &'a Namespaces,
+        options: &ambit_compiler::compile::CompileOptions,
+    ) -> Self {
+        Semantics {
+            cluster,
+            namespaces,
+            mesh: options.mesh.over(&cluster.mesh),
+        }
+    }
+
+    /// What `ambit query` and the agent decide: the network layer and the
+    /// authorization an L4 enforcer applies.
+    pub fn allowed(&self, src: &Pod, dst: &Pod, svc: &Service) -> Bool {
+        Bool::and(&[
+            self.network_allowed(src, dst, svc),
+            self.authz_allows(src, dst, svc, View::L4, None),
+        ])
+    }
+
+    /// What an L7-capable enforcer decides for a connection and, when
+    /// present, its HTTP request.
+    pub fn allowed_full(
+        &self,
+        src: &Pod,
+        dst: &Pod,
+        svc: &Service,
+        request: &authz::Request,
+    ) -> Bool {
+        Bool::and(&[
+            self.network_allowed(src, dst, svc),
+            self.authz_allows(src, dst, svc, View::Full, Some(request)),
+        ])
+    }
+
     /// The source's egress and the destination's ingress both allow (an
     /// address outside the cluster has no side of its own).
-    pub fn allowed(&self, src: &Pod, dst: &Pod, svc: &Service) -> Bool {
+    pub fn network_allowed(&self, src: &Pod, dst: &Pod, svc: &Service) -> Bool {
         Bool::and(&[
             Bool::or(&[
                 src.external.clone(),
@@ -873,16 +935,52 @@ impl<'a> TableEncoding<'a> {
         }
     }
 
-    /// Each workload end's side allows (an address has no side).
+    /// Each workload end's side allows (an address has no side), and the
+    /// destination's authorization as an L4 enforcer applies it.
     pub fn allowed(&self, src: &TableEnd, dst: &TableEnd, svc: &Service) -> Bool {
-        let every: BTreeSet<u32> = (0..self.tables.classes.len() as u32).collect();
+        let every = self.every_class();
         self.allowed_among(src, dst, svc, [&every, &every])
+    }
+
+    fn every_class(&self) -> BTreeSet<u32> {
+        (0..self.tables.classes.len() as u32).collect()
+    }
+
+    /// [`Self::allowed`] with the authorization of an L7-capable enforcer,
+    /// for a connection and, when present, its HTTP request.
+    pub fn allowed_full(
+        &self,
+        src: &TableEnd,
+        dst: &TableEnd,
+        svc: &Service,
+        request: &authz::Request,
+    ) -> Bool {
+        let every = self.every_class();
+        Bool::and(&[
+            self.network_allowed(src, dst, svc, [&every, &every]),
+            self.authz_allows(src, dst, svc, [&every, &every], View::Full, Some(request)),
+        ])
     }
 
     /// [`Self::allowed`] when the source's class is one of `classes[0]`
     /// and the destination's one of `classes[1]` (the entries of other
     /// classes are left out of the formula).
     pub fn allowed_among(
+        &self,
+        src: &TableEnd,
+        dst: &TableEnd,
+        svc: &Service,
+        classes: [&BTreeSet<u32>; 2],
+    ) -> Bool {
+        Bool::and(&[
+            self.network_allowed(src, dst, svc, classes),
+            self.authz_allows(src, dst, svc, classes, View::L4, None),
+        ])
+    }
+
+    /// The network layer alone: the source's egress and the destination's
+    /// ingress.
+    pub fn network_allowed(
         &self,
         src: &TableEnd,
         dst: &TableEnd,
