@@ -275,7 +275,9 @@ fn check_proves_the_mesh_tables_with_authorization() {
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("with the authorization of an L4 enforcer and of an L7 one for any HTTP request"),
+        stderr.contains(
+            "with the authorization of an L4 enforcer and of an L7 one for any HTTP request"
+        ),
         "{stderr}"
     );
 }

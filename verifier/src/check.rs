@@ -82,14 +82,17 @@ pub fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usi
     for (slot, addr) in pod.ips.iter().enumerate() {
         parts.push(addr.is(w.ips.get(slot).copied()));
     }
-    for (name, np) in &pod.named_ports {
-        match w.ports.iter().find(|p| p.name.as_deref() == Some(name)) {
-            None => parts.push(np.declared.not()),
-            Some(cp) => parts.extend([
-                np.declared.clone(),
-                np.port.eq(BV::from_u64(cp.port as u64, 16)),
-                np.protocol.eq(idx(cp.protocol.index() as u64)),
-            ]),
+    for (name, slots) in &pod.named_ports {
+        let mut declared = w.ports.iter().filter(|p| p.name.as_deref() == Some(name));
+        for np in slots {
+            match declared.next() {
+                None => parts.push(np.declared.not()),
+                Some(cp) => parts.extend([
+                    np.declared.clone(),
+                    np.port.eq(BV::from_u64(cp.port as u64, 16)),
+                    np.protocol.eq(idx(cp.protocol.index() as u64)),
+                ]),
+            }
         }
     }
     Bool::and(&parts)
@@ -163,12 +166,11 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
             pod.namespace.eq(idx(u32::MAX as u64)),
         ];
         external.extend(pod.ips[1..].iter().map(|a| a.valid.not()));
-        external.extend(pod.named_ports.values().map(|np| np.declared.not()));
+        external.extend(pod.named_port_slots().map(|np| np.declared.not()));
         solver.assert(which.eq(idx(n as u64)).implies(Bool::and(&external)));
         ends.push((which, pod, table));
     }
-    let [(sw, src, src_table), (dw, dst, dst_table)]: [_; 2] =
-        ends.try_into().ok().expect("two ends");
+    let [(sw, src, src_table), (dw, dst, dst_table)]: [_; 2] = ends.try_into().expect("two ends");
     // Not two addresses; not a pod to itself.
     solver.assert(Bool::and(&[sw.eq(idx(n as u64)), dw.eq(idx(n as u64))]).not());
     solver.assert(svc.protocol.bvule(idx(2)));

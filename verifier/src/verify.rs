@@ -151,10 +151,7 @@ pub fn verify(
 /// starting and ending with a letter or digit.
 fn is_dns_label(s: &str) -> bool {
     let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !s.is_empty()
-        && s.chars().all(|c| ok(c) || c == '-')
-        && s.starts_with(ok)
-        && s.ends_with(ok)
+    !s.is_empty() && s.chars().all(|c| ok(c) || c == '-') && s.starts_with(ok) && s.ends_with(ok)
 }
 
 fn eval_u64(model: &Model, x: &BV) -> u64 {
@@ -412,18 +409,21 @@ impl<'a> Problem<'a> {
                 if pod.authz {
                     hypothetical.push(self.names_well_formed(&pod, &existing));
                 }
-                for np in pod.named_ports.values() {
+                // A new pod declares each name once.
+                for slots in pod.named_ports.values() {
+                    let (np, rest) = slots.split_first().expect("one slot at least");
                     hypothetical.push(np.declared.implies(Bool::and(&[
                         np.port.bvuge(BV::from_u64(1, 16)),
                         np.protocol.bvuge(idx(0)),
                         np.protocol.bvule(idx(2)),
                     ])));
+                    hypothetical.extend(rest.iter().map(|np| np.declared.not()));
                 }
                 solver.assert(which.eq(idx(n)).implies(Bool::and(&hypothetical)));
                 // An address outside the cluster.
                 let mut external = vec![pod.external.clone(), pod.host_network.not()];
                 external.extend(self.one_fresh_address(&pod));
-                external.extend(pod.named_ports.values().map(|np| np.declared.not()));
+                external.extend(pod.named_port_slots().map(|np| np.declared.not()));
                 external.push(pod.namespace.eq(idx(u32::MAX as u64)));
                 solver.assert(which.eq(idx(n + 1)).implies(Bool::and(&external)));
                 End {
@@ -481,7 +481,7 @@ impl<'a> Problem<'a> {
             }
             let mut atoms = pod.labels.present();
             atoms.extend(pod.namespace_labels.present());
-            atoms.extend(pod.named_ports.values().map(|np| np.declared.clone()));
+            atoms.extend(pod.named_port_slots().map(|np| np.declared.clone()));
             // What the model leaves out stays out (the model shows that is
             // possible); then drop what it has, all at once, else one by one.
             let (present, absent): (Vec<Bool>, Vec<Bool>) =
@@ -540,10 +540,12 @@ impl<'a> Problem<'a> {
                         .not()
                 })
                 .collect();
-            new_ns.push(Bool::and(&unlabelled).implies(
-                pod.namespace_name
-                    .eq(literal(&free_name("new-namespace", existing))),
-            ));
+            new_ns.push(
+                Bool::and(&unlabelled).implies(
+                    pod.namespace_name
+                        .eq(literal(&free_name("new-namespace", existing))),
+                ),
+            );
         }
         new_ns.extend(
             existing
@@ -757,7 +759,8 @@ impl<'a> Problem<'a> {
         }
         let labels = read_labels(&pod.labels, &self.vocabulary.pod);
         let mut ports = Vec::new();
-        for (name, np) in &pod.named_ports {
+        for (name, slots) in &pod.named_ports {
+            let np = &slots[0];
             if eval_bool(model, &np.declared) {
                 ports.push(ContainerPort {
                     name: Some(name.clone()),
@@ -866,12 +869,12 @@ impl<'a> Problem<'a> {
                         details.push(format!("{id} has the address {ip}"));
                     }
                     if service_account != "default" {
-                        details.push(format!("{id} runs as the service account {service_account}"));
+                        details.push(format!(
+                            "{id} runs as the service account {service_account}"
+                        ));
                     }
                     if let Some(a) = inject_annotation {
-                        details.push(format!(
-                            "{id} is annotated sidecar.istio.io/inject={a}"
-                        ));
+                        details.push(format!("{id} is annotated sidecar.istio.io/inject={a}"));
                     }
                     (Endpoint::Workload(index), id, Some(labels.clone()))
                 }
@@ -1072,17 +1075,19 @@ fn reads_identities(cluster: &Cluster) -> bool {
         .iter()
         .flat_map(|p| &p.rules)
         .flat_map(|r| r.fields())
-        .any(|f| matches!(f.attr, Attr::Principal | Attr::Namespace | Attr::ServiceAccount))
+        .any(|f| {
+            matches!(
+                f.attr,
+                Attr::Principal | Attr::Namespace | Attr::ServiceAccount
+            )
+        })
 }
 
 /// A DNS-1123 label: what service account and namespace names are.
 fn dns_label() -> Regexp {
     let alnum = Regexp::union(&[&Regexp::range(&'a', &'z'), &Regexp::range(&'0', &'9')]);
     let inner = Regexp::union(&[&alnum, &Regexp::literal("-")]);
-    Regexp::concat(&[
-        &alnum,
-        &Regexp::concat(&[&inner.star(), &alnum]).option(),
-    ])
+    Regexp::concat(&[&alnum, &Regexp::concat(&[&inner.star(), &alnum]).option()])
 }
 
 /// A label value that is none of `known`.

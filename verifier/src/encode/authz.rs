@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ambit_compiler::authz::{
-    Action, Attr, AuthzPolicy, AuthzRule, Entry, Field, MeshMode, MtlsMode, Pattern,
-    TrustDomains, View,
+    Action, Attr, AuthzPolicy, AuthzRule, Entry, Field, MeshMode, MtlsMode, Pattern, TrustDomains,
+    View,
 };
 use ambit_compiler::labels::Labels as LabelMap;
 use ambit_compiler::model::{Cluster, Protocol};
@@ -839,10 +839,8 @@ impl Semantics<'_> {
                 &one(ns, DATAPLANE_MODE_LABEL, "ambient").ite(&ambient, &none),
             ),
         );
-        Bool::or(&[pod.host_network.clone(), pod.external.clone()]).ite(
-            &none,
-            &injected.ite(&mesh(MeshMode::Sidecar), &dataplane),
-        )
+        Bool::or(&[pod.host_network.clone(), pod.external.clone()])
+            .ite(&none, &injected.ite(&mesh(MeshMode::Sidecar), &dataplane))
     }
 
     /// The pod's namespace name, by cases (a new namespace: its symbolic
@@ -861,8 +859,7 @@ impl Semantics<'_> {
             })
             .collect();
         cases.push((
-            pod.namespace
-                .bvuge(idx(self.namespaces.names.len() as u64)),
+            pod.namespace.bvuge(idx(self.namespaces.names.len() as u64)),
             TextValue::Parts(vec![Part::Variable(pod.namespace_name.clone())]),
         ));
         cases
@@ -1046,7 +1043,8 @@ impl Semantics<'_> {
                                 .ite(&mtls(pm), &at_port);
                         }
                     }
-                    let selects = match_labels(pa.selector.as_ref().expect("selected"), &pod.labels);
+                    let selects =
+                        match_labels(pa.selector.as_ref().expect("selected"), &pod.labels);
                     m = selects.ite(&at_port, &m);
                 }
                 m
@@ -1315,7 +1313,11 @@ mod tests {
 
     #[test]
     fn hosts_ignore_case_and_templates_match_segments() {
-        assert!(matches(&Pattern::Exact("Shop.Example".into()), "shop.EXAMPLE", true));
+        assert!(matches(
+            &Pattern::Exact("Shop.Example".into()),
+            "shop.EXAMPLE",
+            true
+        ));
         assert!(!matches(&Pattern::Exact("shop".into()), "shopx", true));
         assert!(matches(&Pattern::Suffix(".com".into()), "a.COM", true));
         for (t, path) in [
@@ -1348,7 +1350,13 @@ mod tests {
         ));
         assert_eq!(s.check(), SatResult::Sat);
         let model = s.get_model().expect("a model");
-        let path = model.eval(&v, true).and_then(|x| x.as_string()).expect("a string");
-        assert!(ambit_compiler::authz::template_matches("/v1/{*}/items", &path), "{path}");
+        let path = model
+            .eval(&v, true)
+            .and_then(|x| x.as_string())
+            .expect("a string");
+        assert!(
+            ambit_compiler::authz::template_matches("/v1/{*}/items", &path),
+            "{path}"
+        );
     }
 }

@@ -64,6 +64,9 @@ pub struct Vocabulary {
     pub namespace: BTreeMap<String, BTreeSet<String>>,
     /// Container port names the policies use.
     pub port_names: BTreeSet<String>,
+    /// The most container ports of one workload that share a name (the API
+    /// server refuses duplicates; the compiler matches each).
+    pub port_slots: usize,
     /// The most IP addresses one workload has.
     pub ip_slots: usize,
     /// The cluster has an authorization layer (Istio policies): pods carry
@@ -129,6 +132,17 @@ impl Vocabulary {
             }
         }
         v.ip_slots = v.ip_slots.max(1);
+        for w in &cluster.workloads {
+            for name in &v.port_names {
+                let same = w
+                    .ports
+                    .iter()
+                    .filter(|p| p.name.as_deref() == Some(name.as_str()))
+                    .count();
+                v.port_slots = v.port_slots.max(same);
+            }
+        }
+        v.port_slots = v.port_slots.max(1);
         v.authz = authz::has_authz(cluster);
         if v.authz {
             authz::add_vocabulary(&mut v.pod, &mut v.namespace, cluster);
@@ -397,7 +411,9 @@ pub struct Pod {
     pub namespace_labels: Labels,
     pub ips: Vec<Addr>,
     pub host_network: Bool,
-    pub named_ports: BTreeMap<String, NamedPort>,
+    /// Per name, its declarations (more than one only where the inventory
+    /// has duplicates).
+    pub named_ports: BTreeMap<String, Vec<NamedPort>>,
     /// Not a pod: an address outside the cluster (its first address). Pod
     /// selectors never match it and it has no policy of its own.
     pub external: Bool,
@@ -431,17 +447,22 @@ impl Pod {
                 .port_names
                 .iter()
                 .map(|n| {
-                    (
-                        n.clone(),
-                        NamedPort {
-                            declared: Bool::new_const(format!("{prefix}.port[{n}]")),
-                            port: BV::new_const(format!("{prefix}.port[{n}].number"), 16),
-                            protocol: idx_const(format!("{prefix}.port[{n}].protocol")),
-                        },
-                    )
+                    let slots = (0..vocabulary.port_slots)
+                        .map(|i| NamedPort {
+                            declared: Bool::new_const(format!("{prefix}.port[{n}]{i}")),
+                            port: BV::new_const(format!("{prefix}.port[{n}]{i}.number"), 16),
+                            protocol: idx_const(format!("{prefix}.port[{n}]{i}.protocol")),
+                        })
+                        .collect();
+                    (n.clone(), slots)
                 })
                 .collect(),
         }
+    }
+
+    /// Every declaration slot of every named port.
+    pub fn named_port_slots(&self) -> impl Iterator<Item = &NamedPort> {
+        self.named_ports.values().flatten()
     }
 
     /// Some address of the pod is inside the CIDR.
@@ -486,14 +507,20 @@ impl Service {
     /// The destination declares this named port, with the flow's port and
     /// protocol.
     pub fn named(&self, dst: &Pod, name: &str) -> Bool {
-        match dst.named_ports.get(name) {
-            None => Bool::from_bool(false),
-            Some(np) => Bool::and(&[
-                np.declared.clone(),
-                np.port.eq(&self.port),
-                np.protocol.eq(&self.protocol),
-            ]),
-        }
+        let each: Vec<Bool> = dst
+            .named_ports
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|np| {
+                Bool::and(&[
+                    np.declared.clone(),
+                    np.port.eq(&self.port),
+                    np.protocol.eq(&self.protocol),
+                ])
+            })
+            .collect();
+        Bool::or(&each)
     }
 }
 
