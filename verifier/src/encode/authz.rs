@@ -806,7 +806,6 @@ impl Semantics<'_> {
     pub fn mesh_mode(&self, pod: &Pod) -> BV {
         let l = &pod.labels;
         let ns = &pod.namespace_labels;
-        let one = |labels: &Labels, k: &str, v: &str| labels.is_in(k, &[v.to_owned()].into());
         let has_label = l.exists(INJECT_LABEL);
         let inject_true = Bool::or(&[
             one(l, INJECT_LABEL, "true"),
@@ -947,7 +946,6 @@ impl Semantics<'_> {
     /// (`GatewayClass` `istio-waypoint`, from the root namespace).
     pub fn waypoint_attached(&self, p: &AuthzPolicy, pod: &Pod) -> Bool {
         let (l, ns) = (&pod.labels, &pod.namespace_labels);
-        let one = |labels: &Labels, k: &str, v: &str| labels.is_in(k, &[v.to_owned()].into());
         // The waypoint the pod uses: its label, else its namespace's; `none`
         // is no waypoint.
         let uses = |name: &str| {
@@ -1083,12 +1081,14 @@ impl Semantics<'_> {
     }
 }
 
+/// The label `k` has the value `v`.
+fn one(labels: &Labels, k: &str, v: &str) -> Bool {
+    labels.is_in(k, &[v.to_owned()].into())
+}
+
 /// `matchLabels`: every pair is a label of the pod.
 pub fn match_labels(want: &LabelMap, labels: &Labels) -> Bool {
-    let each: Vec<Bool> = want
-        .iter()
-        .map(|(k, v)| labels.is_in(k, &[v.clone()].into()))
-        .collect();
+    let each: Vec<Bool> = want.iter().map(|(k, v)| one(labels, k, v)).collect();
     Bool::and(&each)
 }
 
