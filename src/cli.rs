@@ -32,6 +32,12 @@ pub enum Command {
     Verify(VerifyArgs),
     /// The reachability graph: export it, find multi-hop paths.
     Graph(GraphArgs),
+    /// Check policies against the rule registry (`ambit rules`), for people
+    /// and for CI (SARIF, GitHub annotations).
+    Lint(LintArgs),
+    /// List the rules of `ambit lint` and the codes of every diagnostic, or
+    /// explain one.
+    Rules(RulesArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -182,4 +188,46 @@ pub struct GraphArgs {
     /// How many hops from --from.
     #[arg(long, default_value_t = 1, requires = "from")]
     pub hops: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LintFormat {
+    Human,
+    Json,
+    Sarif,
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
+    pub format: LintFormat,
+    /// The least severity that makes the exit code 1.
+    #[arg(long, value_enum, default_value = "warning")]
+    pub fail_on: FailOn,
+    /// The configuration file (default: `.ambit.yaml` found upward from the
+    /// first path).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The pod network (repeatable; default: inferred from pod IPs).
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pub pod_cidrs: Vec<String>,
+    /// The service network (repeatable).
+    #[arg(long = "service-cidr", value_name = "CIDR")]
+    pub service_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// A code to explain, e.g. NP003.
+    pub code: Option<String>,
 }

@@ -9,26 +9,38 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 /// Render diagnostics to stderr.
 pub fn diagnostics(diags: &[Diagnostic], json: bool) {
     if json {
-        let list: Vec<_> = diags.iter().map(Diagnostic::to_json).collect();
-        eprintln!(
-            "{}",
-            serde_json::to_string_pretty(&list).expect("diagnostics serialize")
-        );
+        eprintln!("{}", json_list(diags));
         return;
     }
-    let stderr = std::io::stderr();
-    let colour = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    eprint!("{}", human(diags, colour(&std::io::stderr())));
+}
+
+/// Whether to colour what goes to `stream`.
+pub fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The JSON array of diagnostics.
+pub fn json_list(diags: &[Diagnostic]) -> String {
+    let list: Vec<_> = diags.iter().map(Diagnostic::to_json).collect();
+    serde_json::to_string_pretty(&list).expect("diagnostics serialize")
+}
+
+/// miette's graphical reports, one after the other.
+pub fn human(diags: &[Diagnostic], colour: bool) -> String {
     let theme = if colour {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
     };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut all = String::new();
     for d in diags {
         let mut out = String::new();
         match handler.render_report(&mut out, &d.report()) {
-            Ok(()) => eprint!("{out}"),
-            Err(_) => eprintln!("{d}"),
+            Ok(()) => all.push_str(&out),
+            Err(_) => all.push_str(&format!("{d}\n")),
         }
     }
+    all
 }

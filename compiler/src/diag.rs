@@ -22,16 +22,42 @@ pub enum Severity {
     Error,
 }
 
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
 macro_rules! codes {
     ($($variant:ident = $code:literal, $name:literal, $severity:ident, $summary:literal;)*) => {
         /// The registry of diagnostic codes. `LD` codes come from loading and
         /// validating input; `QY` codes from probes and queries; `VF` codes from
-        /// assertions of `ambit verify`.
+        /// assertions of `ambit verify`; `NP` (NetworkPolicy), `AP`
+        /// (AuthorizationPolicy), `AN` (admin policies) and `RX`
+        /// (reachability) codes are the rules of `ambit lint`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Code { $($variant,)* }
 
         impl Code {
             pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code spelled `s` (e.g. `NP003`).
+            pub fn parse(s: &str) -> Option<Code> {
+                Code::ALL.iter().copied().find(|c| c.as_str() == s)
+            }
 
             /// The stable code, e.g. `LD003`.
             pub fn as_str(self) -> &'static str {
@@ -90,6 +116,26 @@ codes! {
     UnknownTier = "LD031", "unknown-tier", Error, "A ClusterNetworkPolicy tier is not Admin or Baseline.";
     InvalidBaselineName = "LD032", "invalid-baseline-name", Error, "A BaselineAdminNetworkPolicy is not named `default` (it is a singleton).";
     PriorityTie = "LD033", "priority-tie", Warning, "Two policies of one tier have the same priority and select common pods in one direction; ambit orders them by name, the API leaves the order undefined.";
+    InvalidConfig = "LD034", "invalid-config", Error, "The lint configuration (`.ambit.yaml`) is malformed: an unknown key, rule code or severity, or a bad path pattern.";
+    PolicySelectsNothing = "NP001", "policy-selects-nothing", Warning, "A NetworkPolicy's podSelector matches no workload of its namespace.";
+    PeerMatchesNothing = "NP002", "peer-matches-nothing", Warning, "A peer's namespaceSelector matches no namespace, or its selectors together match no workload.";
+    ShadowedRule = "NP003", "shadowed-rule", Warning, "Everything a rule admits is admitted by other rules of policies selecting the same pods.";
+    RuleNeverMatches = "NP004", "rule-never-matches", Warning, "A rule admits no flow to or from any pod its policy selects.";
+    AdmitsEverything = "NP005", "admits-everything", Warning, "A rule admits every peer on every port (`ingress: [{}]` or `egress: [{}]`) in a namespace that has a default-deny policy.";
+    EgressWithoutDns = "NP006", "egress-without-dns", Warning, "Pods isolated for egress cannot reach the cluster DNS on UDP and TCP port 53.";
+    IpBlockCoversPods = "NP007", "ip-block-covers-pods", Warning, "An ipBlock covers addresses of the pod network (or of --service-cidr), where pod selectors are meant.";
+    NoDefaultDeny = "NP008", "no-default-deny", Info, "A namespace with workloads has no policy that isolates every pod it could hold for ingress.";
+    SplitRule = "NP009", "split-rule", Warning, "A rule with peers but no ports sits next to a rule with ports but no peers: likely one rule split by indentation.";
+    UnknownLabel = "NP010", "unknown-label", Warning, "A selector names a label key or value that no workload (or namespace) carries; likely a typo.";
+    NamedPortNeverMatches = "NP011", "named-port-never-matches", Warning, "A named port is declared by no pod it could resolve against (or only under another protocol).";
+    AllowDroppedAtL4 = "AP001", "allow-dropped-at-l4", Warning, "An ALLOW rule with HTTP attributes applies to ambient workloads without a waypoint: ztunnel drops it, so it never matches.";
+    DenyWidenedAtL4 = "AP002", "deny-widened-at-l4", Warning, "A DENY rule with HTTP attributes applies to ambient workloads without a waypoint: ztunnel drops those attributes and denies more.";
+    DenyFailsOpenAtL4 = "AP003", "deny-fails-open-at-l4", Warning, "A DENY rule whose from, to or when is only HTTP attributes applies to ambient workloads without a waypoint: ztunnel never matches it.";
+    AuthzSelectsNothing = "AP004", "authz-selects-nothing", Warning, "An AuthorizationPolicy applies to no workload (its selector or targetRefs match nothing).";
+    HbonePortBlocked = "AP005", "hbone-port-blocked", Warning, "Ambient workloads isolated for ingress by NetworkPolicy do not admit TCP 15008, the HBONE port mesh traffic arrives on.";
+    SubjectSelectsNothing = "AN001", "subject-selects-nothing", Warning, "An admin policy's subject selects no workload.";
+    OverriddenByAdmin = "AN002", "overridden-by-admin", Warning, "Every flow a NetworkPolicy rule admits is denied first by the Admin tier: the two conflict and the rule has no effect.";
+    ReachableFromOutside = "RX101", "reachable-from-outside", Info, "A workload admits connections from addresses outside the cluster.";
     UnknownWorkload = "QY001", "unknown-workload", Error, "A probe names a workload that is not in the cluster.";
     InvalidProbe = "QY002", "invalid-probe", Error, "A probe is malformed.";
     InvalidQuery = "QY003", "invalid-query", Error, "A query expression of `ambit query` does not parse, or names a label badly.";

@@ -3,8 +3,10 @@
 mod compile;
 mod expr;
 mod graph;
+mod lint;
 mod matrix;
 mod query;
+mod rules;
 mod verify;
 
 use ambit_compiler::diag::Severity;
@@ -30,6 +32,8 @@ pub fn run(cli: Cli) -> std::io::Result<Status> {
         Command::Matrix(args) => matrix::run(&args, cli.verbose),
         Command::Verify(args) => verify::run(&args, cli.verbose),
         Command::Graph(args) => graph::run(&args, cli.verbose),
+        Command::Lint(args) => lint::run(&args, cli.verbose),
+        Command::Rules(args) => rules::run(&args),
     }
 }
 

@@ -5,6 +5,7 @@ mod conformance; // testdata/conformance/netpol: 9×9 matrices through `query --
 mod diagnostics; // testdata/bad: one rendered snapshot per diagnostic class, exit 2
 mod expr; // the query language: every form, human and JSON, errors with a caret
 mod graph; // the reachability graph: formats, --path, --from/--hops
+mod lint; // lint rules on their fixtures, SARIF/GitHub/JSON, configuration, exit codes
 mod matrix; // `matrix` in table, json and csv
 mod query; // the probe contract: fields, order, exit codes
 pub mod util;

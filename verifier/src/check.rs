@@ -98,6 +98,55 @@ pub fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usi
     Bool::and(&parts)
 }
 
+/// One end of a flow over the inventory: `which` is the index of a workload
+/// of `members`, or, with `outside`, the number of workloads for an address
+/// outside the cluster (its first address; no labels, no named ports).
+#[derive(Debug)]
+pub struct InventoryEnd {
+    pub which: BV,
+    pub pod: Pod,
+}
+
+/// Constrain a fresh end (variables named after `prefix`) to `members` and,
+/// with `outside`, addresses outside the cluster.
+pub fn inventory_end(
+    solver: &Solver,
+    prefix: &str,
+    cluster: &Cluster,
+    namespaces: &Namespaces,
+    vocabulary: &Vocabulary,
+    members: &[usize],
+    outside: bool,
+) -> InventoryEnd {
+    let n = cluster.workloads.len();
+    let which = idx_const(format!("{prefix}.which"));
+    let pod = Pod::new(prefix, vocabulary);
+    let mut any: Vec<Bool> = members
+        .iter()
+        .map(|&i| {
+            let is = which.eq(idx(i as u64));
+            solver.assert(is.implies(is_workload(&pod, cluster, namespaces, i)));
+            is
+        })
+        .collect();
+    if outside {
+        let mut external = vec![
+            pod.external.clone(),
+            pod.host_network.not(),
+            pod.ips[0].valid.clone(),
+            pod.ips[0].well_formed(),
+            pod.namespace.eq(idx(u32::MAX as u64)),
+        ];
+        external.extend(pod.ips[1..].iter().map(|a| a.valid.not()));
+        external.extend(pod.named_port_slots().map(|np| np.declared.not()));
+        let is = which.eq(idx(n as u64));
+        solver.assert(is.implies(Bool::and(&external)));
+        any.push(is);
+    }
+    solver.assert(Bool::or(&any));
+    InventoryEnd { which, pod }
+}
+
 /// Prove that `tables` decides every flow between workloads of `cluster`,
 /// and between a workload and any address outside it (every port, every
 /// protocol) as the policy semantics does: the L4 decision, and with an
@@ -141,33 +190,31 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
     let solver = Solver::new();
     let svc = Service::new();
     let mut ends = Vec::new();
+    let all: Vec<usize> = (0..n).collect();
     for prefix in ["src", "dst"] {
         // A workload (`0..n`) or an address outside the cluster (`n`).
-        let which = idx_const(format!("{prefix}.which"));
-        let pod = Pod::new(prefix, &vocabulary);
+        let InventoryEnd { which, pod } = inventory_end(
+            &solver,
+            prefix,
+            cluster,
+            &namespaces,
+            &vocabulary,
+            &all,
+            true,
+        );
         let class = idx_const(format!("{prefix}.class"));
         let table = TableEnd {
             class: class.clone(),
             external: which.eq(idx(n as u64)),
             addr: pod.ips[0].clone(),
         };
-        solver.assert(which.bvule(idx(n as u64)));
         for i in 0..n {
-            solver.assert(which.eq(idx(i as u64)).implies(Bool::and(&[
-                is_workload(&pod, cluster, &namespaces, i),
-                class.eq(idx(tables.workloads[i].class as u64)),
-            ])));
+            solver.assert(
+                which
+                    .eq(idx(i as u64))
+                    .implies(class.eq(idx(tables.workloads[i].class as u64))),
+            );
         }
-        let mut external = vec![
-            pod.external.clone(),
-            pod.host_network.not(),
-            pod.ips[0].valid.clone(),
-            pod.ips[0].well_formed(),
-            pod.namespace.eq(idx(u32::MAX as u64)),
-        ];
-        external.extend(pod.ips[1..].iter().map(|a| a.valid.not()));
-        external.extend(pod.named_port_slots().map(|np| np.declared.not()));
-        solver.assert(which.eq(idx(n as u64)).implies(Bool::and(&external)));
         ends.push((which, pod, table));
     }
     let [(sw, src, src_table), (dw, dst, dst_table)]: [_; 2] = ends.try_into().expect("two ends");

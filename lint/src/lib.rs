@@ -1,0 +1,254 @@
+//! # ambit-lint
+//!
+//! The rules of `ambit lint`: each one a stable code of the diagnostic
+//! registry ([`ambit_compiler::diag::Code`]), decided exactly over the
+//! loaded cluster: by enumeration where the question is about today's
+//! inventory, with Z3 (through `ambit-verifier`'s encoding of the policy
+//! semantics) where it is a question about sets of flows or of pods that
+//! could exist.
+//!
+//! Every finding points at the most specific YAML node: a rule, a peer, a
+//! port entry, a selector key, or the object's `metadata.name` for findings
+//! about the whole object. An object's `ambit.dev/ignore` annotation
+//! silences the codes it lists on that object; [`config::Config`] disables
+//! rules, changes severities and ignores paths.
+
+pub mod config;
+pub mod registry;
+mod rules;
+pub mod sarif;
+pub mod sites;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ambit_compiler::compile::CompileOptions;
+use ambit_compiler::diag::{Code, Diagnostic};
+use ambit_compiler::labels::Labels;
+use ambit_compiler::model::{Cluster, Namespace, Workload};
+use ambit_compiler::source::SourceFile;
+use ambit_compiler::table::Tables;
+use ambit_compiler::yaml::Seg;
+use ipnet::IpNet;
+
+use crate::sites::{ObjectKey, Sites};
+
+/// What lint needs besides the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct LintOptions {
+    pub compile: CompileOptions,
+    /// The namespace of objects that name none (as loading used).
+    pub default_namespace: String,
+    /// The pod network (`--pod-cidr`); inferred from pod IPs when empty.
+    pub pod_cidrs: Vec<IpNet>,
+    /// The service network (`--service-cidr`).
+    pub service_cidrs: Vec<IpNet>,
+}
+
+/// Run every rule. Findings come sorted by file, position and code.
+pub fn lint(
+    cluster: &Cluster,
+    tables: &Tables,
+    files: &[SourceFile],
+    options: &LintOptions,
+) -> Vec<Diagnostic> {
+    let sites = Sites::new(files, &options.default_namespace);
+    let pod_network = if options.pod_cidrs.is_empty() {
+        infer_pod_network(cluster)
+    } else {
+        options.pod_cidrs.clone()
+    };
+    let mut cx = Context {
+        cluster,
+        tables,
+        options,
+        sites: &sites,
+        pod_network,
+        inferred: options.pod_cidrs.is_empty(),
+        findings: Vec::new(),
+        reported: Vec::new(),
+    };
+    rules::run(&mut cx);
+    let mut findings = cx.findings;
+    let mut sorted = ambit_compiler::diag::Diagnostics(std::mem::take(&mut findings));
+    sorted.sort();
+    sorted.0
+}
+
+/// The smallest CIDR of each family that holds every pod IP of the
+/// inventory (host-network pods have the node's address and are left out).
+pub fn infer_pod_network(cluster: &Cluster) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for v4 in [true, false] {
+        let ips: Vec<IpAddr> = cluster
+            .workloads
+            .iter()
+            .filter(|w| !w.host_network)
+            .flat_map(|w| w.ips.iter().copied())
+            .filter(|ip| ip.is_ipv4() == v4)
+            .collect();
+        let (Some(lo), Some(hi)) = (ips.iter().min(), ips.iter().max()) else {
+            continue;
+        };
+        let (bits, width) = match (lo, hi) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => ((u32::from(*a) ^ u32::from(*b)) as u128, 32),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(*a) ^ u128::from(*b), 128),
+            _ => continue,
+        };
+        let common = (bits.leading_zeros() - (128 - width)) as u8;
+        if let Ok(net) = IpNet::new(*lo, common) {
+            out.push(net.trunc());
+        }
+    }
+    out
+}
+
+/// The state of one run: what is read, and what was found.
+pub(crate) struct Context<'a> {
+    pub cluster: &'a Cluster,
+    pub tables: &'a Tables,
+    pub options: &'a LintOptions,
+    pub sites: &'a Sites<'a>,
+    pub pod_network: Vec<IpNet>,
+    /// The pod network was inferred, not given.
+    pub inferred: bool,
+    pub findings: Vec<Diagnostic>,
+    /// What was reported where (rules that defer to finer findings read it).
+    pub reported: Vec<(Code, ObjectKey, Vec<Seg>)>,
+}
+
+impl Context<'_> {
+    /// Report a finding at `path` of an object, unless the object's
+    /// annotation silences the code.
+    pub fn report(
+        &mut self,
+        code: Code,
+        key: &ObjectKey,
+        path: &[Seg],
+        message: String,
+        help: String,
+    ) {
+        self.report_at(code, key, path, false, message, help);
+    }
+
+    /// As [`Context::report`], pointing at the key of the last segment.
+    pub fn report_key(
+        &mut self,
+        code: Code,
+        key: &ObjectKey,
+        path: &[Seg],
+        message: String,
+        help: String,
+    ) {
+        self.report_at(code, key, path, true, message, help);
+    }
+
+    fn report_at(
+        &mut self,
+        code: Code,
+        key: &ObjectKey,
+        path: &[Seg],
+        at_key: bool,
+        message: String,
+        help: String,
+    ) {
+        if self.sites.ignored(key).contains(code.as_str()) {
+            return;
+        }
+        let location = if at_key {
+            self.sites.locate_key(key, path)
+        } else {
+            self.sites.locate(key, path)
+        };
+        self.reported.push((code, key.clone(), path.to_vec()));
+        self.findings.push(
+            Diagnostic::new(code, message)
+                .with_help(help)
+                .at_location(location),
+        );
+    }
+
+    /// Was `code` reported inside `path` of the object?
+    pub fn reported_inside(&self, code: Code, key: &ObjectKey, path: &[Seg]) -> bool {
+        self.reported
+            .iter()
+            .any(|(c, k, p)| *c == code && k == key && p.starts_with(path))
+    }
+
+    /// Withdraw the findings of `code` inside `path` of the object (a
+    /// coarser finding says the same); their messages are returned.
+    pub fn retract(&mut self, code: Code, key: &ObjectKey, path: &[Seg]) -> Vec<String> {
+        let mut messages = Vec::new();
+        let mut i = 0;
+        while i < self.reported.len() {
+            let (c, k, p) = &self.reported[i];
+            if *c == code && k == key && p.starts_with(path) {
+                self.reported.remove(i);
+                messages.push(self.findings.remove(i).message);
+            } else {
+                i += 1;
+            }
+        }
+        messages
+    }
+
+    /// The labels of a namespace (implied when it is not declared).
+    pub fn namespace_labels(&self, name: &str) -> Labels {
+        self.cluster
+            .namespaces
+            .get(name)
+            .map(|n| n.labels.clone())
+            .unwrap_or_else(|| Namespace::implied(name).labels)
+    }
+
+    /// Where a finding about a workload goes: its object's `metadata.name`.
+    pub fn workload_key(w: &Workload) -> ObjectKey {
+        ObjectKey::new(&format!("{:?}", w.kind), &w.namespace, &w.name)
+    }
+
+    /// A short list of workload names: the first three and a count.
+    pub fn some_workloads(&self, indices: &[usize]) -> String {
+        let names: Vec<String> = indices
+            .iter()
+            .take(3)
+            .map(|&i| format!("`{}`", self.cluster.workloads[i].id()))
+            .collect();
+        let more = indices.len().saturating_sub(3);
+        if more > 0 {
+            format!("{} and {more} more", names.join(", "))
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+/// `metadata.name`: where findings about a whole object point.
+pub(crate) fn name_path() -> Vec<Seg> {
+    vec![Seg::Key("metadata"), Seg::Key("name")]
+}
+
+/// The closest of `candidates` to `word`, when it is close enough to be a
+/// likely typo.
+pub(crate) fn closest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c String>,
+) -> Option<&'c String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(word, c), c))
+        .filter(|(d, c)| *d > 0 && *d <= (word.len().max(c.len()) / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Every code a lint rule reports (loading codes aside).
+pub fn rule_codes() -> BTreeSet<Code> {
+    Code::ALL
+        .iter()
+        .copied()
+        .filter(|c| {
+            let s = c.as_str();
+            ["NP", "AP", "AN", "RX"].iter().any(|p| s.starts_with(p))
+        })
+        .collect()
+}

@@ -1,0 +1,20 @@
+//! The rules, by family. Structural and inventory rules run first, so that
+//! the rules that defer to a finer finding (NP004) see them.
+
+mod admin;
+mod authz;
+mod dns;
+pub(crate) mod netpol;
+mod reach;
+mod sets;
+
+use crate::Context;
+
+pub(crate) fn run(cx: &mut Context<'_>) {
+    netpol::run(cx);
+    dns::run(cx);
+    sets::run(cx);
+    authz::run(cx);
+    admin::run(cx);
+    reach::run(cx);
+}

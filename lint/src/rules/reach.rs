@@ -1,0 +1,139 @@
+//! RX101: workloads that admit connections from outside the cluster,
+//! decided with Z3 over the policy semantics (every tier, and the L4 view
+//! of authorization): a source address outside the pod network that no
+//! pod or node has, any port, any protocol. One question per class of
+//! workloads that decide alike.
+
+use std::collections::BTreeMap;
+
+use ambit_compiler::diag::Code;
+use ambit_compiler::model::Protocol;
+use ambit_verifier::check::{InventoryEnd, inventory_end};
+use ambit_verifier::encode::{Namespaces, Semantics, Service, Vocabulary, idx, set_index_domain};
+use ipnet::IpNet;
+use z3::ast::{BV, Bool};
+use z3::{SatResult, Solver};
+
+use crate::{Context, name_path};
+
+pub(crate) fn run(cx: &mut Context<'_>) {
+    let cluster = cx.cluster;
+    if cluster.workloads.is_empty() {
+        return;
+    }
+    set_index_domain(cluster.workloads.len() + 2 + cluster.namespaces.len());
+    let vocabulary = Vocabulary::of(cluster);
+    let namespaces = Namespaces::of(cluster);
+    let semantics = Semantics::new(cluster, &namespaces, &cx.options.compile);
+    let mut classes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, w) in cluster.workloads.iter().enumerate() {
+        if !w.host_network {
+            classes
+                .entry(cx.tables.workloads[i].class)
+                .or_default()
+                .push(i);
+        }
+    }
+    let taken: Vec<std::net::IpAddr> = cluster
+        .workloads
+        .iter()
+        .flat_map(|w| w.ips.iter().copied())
+        .chain(
+            cluster
+                .nodes
+                .iter()
+                .flat_map(|n| n.addresses.iter().copied()),
+        )
+        .collect();
+    let documentation: [IpNet; 2] = [
+        "203.0.113.0/24".parse().expect("a CIDR"),
+        "2001:db8::/32".parse().expect("a CIDR"),
+    ];
+    for (class, members) in classes {
+        let solver = Solver::new();
+        let InventoryEnd { pod: src, .. } =
+            inventory_end(&solver, "src", cluster, &namespaces, &vocabulary, &[], true);
+        let InventoryEnd { pod: dst, .. } = inventory_end(
+            &solver,
+            "dst",
+            cluster,
+            &namespaces,
+            &vocabulary,
+            &members[..1],
+            false,
+        );
+        let addr = &src.ips[0];
+        for net in &cx.pod_network {
+            solver.assert(addr.in_cidr(net).not());
+        }
+        for ip in &taken {
+            solver.assert(addr.is(Some(*ip)).not());
+        }
+        let svc = Service::new();
+        solver.assert(svc.protocol.bvule(idx(2)));
+        solver.assert(svc.port.bvuge(BV::from_u64(1, 16)));
+        solver.assert(semantics.allowed(&src, &dst, &svc));
+        if solver.check() != SatResult::Sat {
+            continue;
+        }
+        // The plainest example: a documentation address, TCP, a port the
+        // workload declares; each kept when it still has a flow.
+        let w = &cluster.workloads[members[0]];
+        let declared: Vec<Bool> = w
+            .ports
+            .iter()
+            .filter(|p| p.protocol == Protocol::Tcp)
+            .map(|p| svc.port.eq(BV::from_u64(p.port as u64, 16)))
+            .collect();
+        let preferences = [
+            addr.is(Some("203.0.113.7".parse().expect("an address"))),
+            addr.is(Some("2001:db8::7".parse().expect("an address"))),
+            Bool::or(
+                &documentation
+                    .iter()
+                    .map(|n| addr.in_cidr(n))
+                    .collect::<Vec<_>>(),
+            ),
+            svc.is_protocol(Protocol::Tcp),
+            Bool::or(&declared),
+        ];
+        for preference in &preferences {
+            solver.push();
+            solver.assert(preference);
+            if solver.check() != SatResult::Sat {
+                solver.pop(1);
+            }
+        }
+        solver.check();
+        let model = solver.get_model().expect("sat has a model");
+        let ip = addr
+            .value_in(&model)
+            .map_or_else(|| "an outside address".to_owned(), |ip| ip.to_string());
+        let port = model
+            .eval(&svc.port, true)
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1);
+        let protocol = model
+            .eval(&svc.protocol, true)
+            .and_then(|v| v.as_u64())
+            .map_or(Protocol::Tcp, |p| Protocol::ALL[(p as usize).min(2)]);
+        let isolated = cx.tables.ingress[class as usize].isolated();
+        for &i in &members {
+            let w = &cluster.workloads[i];
+            cx.report(
+                Code::ReachableFromOutside,
+                &Context::workload_key(w),
+                &name_path(),
+                format!(
+                    "`{}` accepts connections from outside the cluster, e.g. from {ip} on {protocol} {port}{}",
+                    w.id(),
+                    if isolated { "" } else { " (no NetworkPolicy isolates it for ingress)" }
+                ),
+                format!(
+                    "`ambit query PATHS --from ip:{ip} --to {} --port {port} --protocol {protocol}` shows what admits it; if it should not be exposed, admit only in-cluster peers",
+                    w.id()
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Rules that are questions about sets of flows or of pods, answered by Z3
+//! over the policy semantics of `ambit-verifier`:
+//!
+//! - NP004 a rule admits nothing: no selected pod, remote end (a workload or
+//!   any address outside the cluster), port and protocol it admits;
+//! - NP003 a rule is shadowed: no flow it admits is left unadmitted by the
+//!   other rules of the policies selecting the same pod. Rules are taken
+//!   last first, and a rule found shadowed no longer counts as a cover for
+//!   the ones before it: removing every reported rule changes no decision;
+//! - AN002 every flow a rule admits is denied first by the Admin tier;
+//! - NP008 a pod that could be deployed in a namespace (any labels) would
+//!   not be isolated for ingress.
+
+use std::collections::BTreeSet;
+
+use ambit_compiler::admin::Tier;
+use ambit_compiler::diag::Code;
+use ambit_compiler::model::{Direction, NetworkPolicy, Rule};
+use ambit_compiler::yaml::Seg;
+use ambit_verifier::check::{InventoryEnd, inventory_end};
+use ambit_verifier::encode::{
+    Decision, Labels, Namespaces, Semantics, Service, Vocabulary, idx, selector, set_index_domain,
+};
+use z3::ast::Bool;
+use z3::{SatResult, Solver};
+
+use crate::rules::netpol::{key, rule_path, selected};
+use crate::sites::ObjectKey;
+use crate::{Context, name_path};
+
+/// One rule of a NetworkPolicy, by position.
+#[derive(Debug, Clone, Copy)]
+struct RuleRef {
+    policy: usize,
+    rule: usize,
+}
+
+pub(crate) fn run(cx: &mut Context<'_>) {
+    let cluster = cx.cluster;
+    if cluster.workloads.is_empty() {
+        return;
+    }
+    set_index_domain(cluster.workloads.len() + 2 + cluster.namespaces.len());
+    let vocabulary = Vocabulary::of(cluster);
+    let namespaces = Namespaces::of(cluster);
+    let semantics = Semantics::new(cluster, &namespaces, &cx.options.compile);
+    let admin = cluster.admin_policies.iter().any(|p| p.tier == Tier::Admin);
+    let names: BTreeSet<&str> = cluster
+        .network_policies
+        .iter()
+        .map(|np| np.namespace.as_str())
+        .collect();
+    for ns in names {
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let rules: Vec<RuleRef> = cluster
+                .network_policies
+                .iter()
+                .enumerate()
+                .filter(|(_, np)| np.namespace == ns && !selected(cx, np).is_empty())
+                .flat_map(|(p, np)| {
+                    (0..np.rules(direction).map_or(0, <[Rule]>::len))
+                        .map(move |r| RuleRef { policy: p, rule: r })
+                })
+                .collect();
+            if rules.is_empty() {
+                continue;
+            }
+            let members: Vec<usize> = cluster
+                .workloads
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.namespace == ns && !w.host_network)
+                .map(|(i, _)| i)
+                .collect();
+            let all: Vec<usize> = (0..cluster.workloads.len()).collect();
+            let solver = Solver::new();
+            let InventoryEnd { pod, .. } = inventory_end(
+                &solver,
+                "pod",
+                cluster,
+                &namespaces,
+                &vocabulary,
+                &members,
+                false,
+            );
+            let InventoryEnd { pod: remote, .. } = inventory_end(
+                &solver,
+                "remote",
+                cluster,
+                &namespaces,
+                &vocabulary,
+                &all,
+                true,
+            );
+            let svc = Service::new();
+            solver.assert(svc.protocol.bvule(idx(2)));
+            let dst = match direction {
+                Direction::Ingress => &pod,
+                Direction::Egress => &remote,
+            };
+            let admits: Vec<Bool> = rules
+                .iter()
+                .map(|r| {
+                    let np = &cluster.network_policies[r.policy];
+                    let rule = &np.rules(direction).expect("rules of the direction")[r.rule];
+                    Bool::and(&[
+                        semantics.np_selects(np, &pod),
+                        semantics.np_rule(np, rule, &remote, dst, &svc),
+                    ])
+                })
+                .collect();
+            let sat = |extra: &[Bool]| {
+                solver.push();
+                for b in extra {
+                    solver.assert(b);
+                }
+                let r = solver.check();
+                solver.pop(1);
+                r
+            };
+            let live: Vec<bool> = admits
+                .iter()
+                .map(|a| sat(std::slice::from_ref(a)) != SatResult::Unsat)
+                .collect();
+            // NP004: a dead rule, unless each of its peers was already
+            // found to match nothing (NP002, NP010); it says what a dead named port says.
+            for (r, alive) in rules.iter().zip(&live) {
+                let np = &cluster.network_policies[r.policy];
+                let rule = &np.rules(direction).expect("rules of the direction")[r.rule];
+                let at = rule_path(direction, r.rule);
+                let peers = match direction {
+                    Direction::Ingress => "from",
+                    Direction::Egress => "to",
+                };
+                let dead_peers = rule.peers.as_ref().is_some_and(|list| {
+                    (0..list.len()).all(|j| {
+                        let p: Vec<Seg> = at
+                            .iter()
+                            .cloned()
+                            .chain([Seg::Key(peers), Seg::Index(j)])
+                            .collect();
+                        cx.reported_inside(Code::PeerMatchesNothing, &key(np), &p)
+                            || cx.reported_inside(Code::UnknownLabel, &key(np), &p)
+                    })
+                });
+                if *alive || dead_peers {
+                    continue;
+                }
+                let why = cx.retract(Code::NamedPortNeverMatches, &key(np), &at);
+                let message = match why.first() {
+                    Some(w) => format!("this rule can never match: {w}"),
+                    None => format!(
+                        "this rule admits no flow {} any pod the policy selects",
+                        match direction {
+                            Direction::Ingress => "to",
+                            Direction::Egress => "from",
+                        }
+                    ),
+                };
+                cx.report(
+                    Code::RuleNeverMatches,
+                    &key(np),
+                    &at,
+                    message,
+                    "its peers and its ports never meet: check named ports and selectors against the pods they should match".into(),
+                );
+            }
+            // NP003, last rule first.
+            let mut removed: BTreeSet<usize> = BTreeSet::new();
+            for i in (0..rules.len()).rev() {
+                if !live[i] {
+                    removed.insert(i);
+                    continue;
+                }
+                let others: Vec<Bool> = (0..rules.len())
+                    .filter(|j| *j != i && !removed.contains(j))
+                    .map(|j| admits[j].clone())
+                    .collect();
+                if others.is_empty() {
+                    continue;
+                }
+                if sat(&[admits[i].clone(), Bool::or(&others).not()]) != SatResult::Unsat {
+                    continue;
+                }
+                removed.insert(i);
+                let covering: Vec<String> = (0..rules.len())
+                    .filter(|j| *j != i && !removed.contains(j))
+                    .filter(|&j| sat(&[admits[i].clone(), admits[j].clone()]) == SatResult::Sat)
+                    .take(3)
+                    .map(|j| describe(cx, rules[j], direction))
+                    .collect();
+                let r = rules[i];
+                let np = &cluster.network_policies[r.policy];
+                cx.report(
+                    Code::ShadowedRule,
+                    &key(np),
+                    &rule_path(direction, r.rule),
+                    format!(
+                        "everything this rule admits is also admitted by {}",
+                        covering.join(", ")
+                    ),
+                    "remove the rule, or narrow the rules that cover it if it was meant to be the only way in".into(),
+                );
+            }
+            // AN002.
+            if admin {
+                let denied = semantics
+                    .tier(Tier::Admin, direction, &pod, &remote, dst, &svc)
+                    .is(Decision::Deny);
+                for (i, r) in rules.iter().enumerate() {
+                    if !live[i] || sat(&[admits[i].clone(), denied.not()]) != SatResult::Unsat {
+                        continue;
+                    }
+                    let np = &cluster.network_policies[r.policy];
+                    cx.report(
+                        Code::OverriddenByAdmin,
+                        &key(np),
+                        &rule_path(direction, r.rule),
+                        "every flow this rule admits is denied first by the Admin tier (ClusterNetworkPolicy / AdminNetworkPolicy): the policies conflict and this rule has no effect".into(),
+                        "`ambit query` on one of its flows shows the admin rule that decides; change that rule to Pass to delegate to NetworkPolicy".into(),
+                    );
+                }
+            }
+        }
+    }
+    no_default_deny(cx, &vocabulary);
+}
+
+/// `policy` ingress rule N (1-based, as people count).
+fn describe(cx: &Context<'_>, r: RuleRef, direction: Direction) -> String {
+    let np: &NetworkPolicy = &cx.cluster.network_policies[r.policy];
+    format!("`{}` {} rule {}", np.name, direction.as_str(), r.rule + 1)
+}
+
+/// NP008.
+fn no_default_deny(cx: &mut Context<'_>, vocabulary: &Vocabulary) {
+    let cluster = cx.cluster;
+    let names: BTreeSet<&str> = cluster
+        .workloads
+        .iter()
+        .map(|w| w.namespace.as_str())
+        .collect();
+    for ns in names {
+        let solver = Solver::new();
+        let labels = Labels::new(&format!("{ns}.pod"), &vocabulary.pod);
+        solver.assert(labels.well_formed());
+        for np in cluster
+            .network_policies
+            .iter()
+            .filter(|np| np.namespace == ns && np.ingress.is_some())
+        {
+            solver.assert(selector(&np.pod_selector, &labels).not());
+        }
+        if solver.check() != SatResult::Sat {
+            continue;
+        }
+        let model = solver.get_model().expect("sat has a model");
+        // The plainest such pod: no labels, when that is one.
+        solver.push();
+        for present in labels.present() {
+            solver.assert(present.not());
+        }
+        let bare = solver.check() == SatResult::Sat;
+        solver.pop(1);
+        let example: Vec<String> = labels
+            .keys()
+            .filter_map(|k| labels.value_in(&model, k).map(|v| format!("{k}={v}")))
+            .filter(|kv| !kv.contains("<other>"))
+            .collect();
+        let pod = if bare || example.is_empty() {
+            "a pod without labels".to_owned()
+        } else {
+            format!("a pod labelled `{}`", example.join(","))
+        };
+        let (key, path) = match cluster.namespaces.get(ns).filter(|n| n.declared) {
+            Some(_) => (ObjectKey::new("Namespace", "", ns), name_path()),
+            None => {
+                let w = cluster
+                    .workloads
+                    .iter()
+                    .find(|w| w.namespace == ns)
+                    .expect("a workload of the namespace");
+                (Context::workload_key(w), name_path())
+            }
+        };
+        cx.report(
+            Code::NoDefaultDeny,
+            &key,
+            &path,
+            format!(
+                "no NetworkPolicy isolates every pod of namespace `{ns}` for ingress: {pod} would accept connections from anywhere"
+            ),
+            "add a default deny: a NetworkPolicy with `podSelector: {}` and `policyTypes: [Ingress]`, then allow what each workload needs".into(),
+        );
+    }
+}

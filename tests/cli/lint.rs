@@ -1,0 +1,257 @@
+//! `ambit lint` and `ambit rules`: every rule fires on its bad fixture and
+//! not on its good one (snapshots of the human output of both), the output
+//! formats (SARIF validated against the SARIF 2.1.0 schema, GitHub workflow
+//! commands, JSON), configuration, annotations and exit codes.
+
+use std::fs;
+
+use ambit_compiler::diag::Code;
+
+use super::util::{ambit, ambit_in, root, transcript};
+
+fn codes(out: &std::process::Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", transcript(out)));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_rule_fires_on_its_bad_fixture_and_not_on_its_good_one() {
+    let rules = ambit_lint::rule_codes();
+    assert!(rules.len() >= 15, "{} rules", rules.len());
+    for code in rules {
+        let dir = format!("testdata/lint/{code}");
+        for (which, fires) in [("bad", true), ("good", false)] {
+            let file = format!("{dir}/{which}.yaml");
+            let out = ambit(&["lint", &file, "-o", "json", "--fail-on", "info"]);
+            let found = codes(&out);
+            assert_eq!(
+                found.contains(&code.as_str().to_owned()),
+                fires,
+                "{file}: {found:?}"
+            );
+            let human = ambit(&["lint", &file, "--fail-on", "info"]);
+            assert!(!String::from_utf8_lossy(&human.stderr).contains("panicked"));
+            insta::assert_snapshot!(format!("lint_{code}_{which}"), transcript(&human));
+        }
+        // The registry shows these very fixtures as its examples.
+        let doc = ambit_lint::registry::doc(code);
+        assert_eq!(
+            doc.bad,
+            Some(
+                fs::read_to_string(root().join(&dir).join("bad.yaml"))
+                    .unwrap()
+                    .as_str()
+            )
+        );
+    }
+}
+
+#[test]
+fn rules_lists_every_code_and_explains_one() {
+    let out = ambit(&["rules"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for code in Code::ALL {
+        assert!(text.contains(code.as_str()), "lists {code}");
+    }
+    insta::assert_snapshot!("rules_list", text);
+    let one = ambit(&["rules", "NP009"]);
+    assert_eq!(one.status.code(), Some(0));
+    insta::assert_snapshot!("rules_np009", transcript(&one));
+    let unknown = ambit(&["rules", "NP09"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("did you mean `NP009`?"));
+}
+
+fn sarif_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(root().join("testdata/sarif-schema-2.1.0.json")).unwrap(),
+    )
+    .unwrap();
+    // testdata/sarif-schema-2.1.0.json is the OASIS schema as published,
+    // but for one stray `]` in the `language` pattern (twice), which a strict
+    // ECMA-262 regex check of the schema refuses.
+    jsonschema::draft7::new(&schema).expect("the SARIF schema compiles")
+}
+
+#[test]
+fn sarif_validates_against_the_schema() {
+    let validator = sarif_validator();
+    // Findings of every family, loading errors included.
+    let lint = |files: &[&str]| {
+        let mut args = vec!["lint", "-o", "sarif"];
+        args.extend(files);
+        let out = ambit(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+        let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&log)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        let run = &log["runs"][0];
+        assert_eq!(run["tool"]["driver"]["name"], "ambit");
+        let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), Code::ALL.len());
+        log
+    };
+    let mesh = lint(&["testdata/lint/AP001/bad.yaml"]);
+    let results = mesh["runs"][0]["results"].as_array().unwrap();
+    assert!(results.iter().any(|r| r["ruleId"] == "AP001"));
+    let log = lint(&[
+        "testdata/lint/NP003/bad.yaml",
+        "testdata/bad/ld003-invalid-cidr.yaml",
+    ]);
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    let ids: Vec<&str> = results
+        .iter()
+        .map(|r| r["ruleId"].as_str().unwrap())
+        .collect();
+    for want in ["NP003", "RX101", "LD003"] {
+        assert!(ids.contains(&want), "{ids:?}");
+    }
+    let ld003 = results.iter().find(|r| r["ruleId"] == "LD003").unwrap();
+    assert_eq!(ld003["level"], "error");
+    let region = &ld003["locations"][0]["physicalLocation"];
+    assert_eq!(
+        region["artifactLocation"]["uri"],
+        "testdata/bad/ld003-invalid-cidr.yaml"
+    );
+    assert!(region["region"]["startLine"].as_i64().unwrap() > 1);
+    assert!(region["region"]["startColumn"].as_i64().unwrap() >= 1);
+    // The validator is not a rubber stamp: a broken log fails it.
+    let mut broken = log.clone();
+    broken["runs"][0]["results"][0]["level"] = "fatal".into();
+    broken.as_object_mut().unwrap().remove("version");
+    assert!(validator.iter_errors(&broken).count() >= 2);
+}
+
+#[test]
+fn github_workflow_commands() {
+    let out = ambit(&[
+        "lint",
+        "testdata/lint/NP009/bad.yaml",
+        "testdata/bad/ld006-end-port-below-port.yaml",
+        "-o",
+        "github",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!("github", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn fail_on_sets_the_exit_code() {
+    let file = "testdata/lint/NP009/bad.yaml"; // a warning and infos
+    for (fail_on, code) in [("info", 1), ("warning", 1), ("error", 0)] {
+        let out = ambit(&["lint", file, "--fail-on", fail_on]);
+        assert_eq!(out.status.code(), Some(code), "--fail-on {fail_on}");
+    }
+    // Loading errors are findings of level error.
+    let out = ambit(&[
+        "lint",
+        "testdata/bad/ld004-except-outside-cidr.yaml",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(codes(&out).contains(&"LD004".to_owned()));
+    // A path that cannot be read is exit 2, and JSON still says what was found.
+    let out = ambit(&["lint", file, "no/such/dir", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let found = codes(&out);
+    assert!(found.contains(&"LD000".to_owned()) && found.contains(&"NP009".to_owned()));
+}
+
+#[test]
+fn configuration_disables_rules_changes_severities_and_ignores_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    let vendor = dir.path().join("vendor");
+    fs::create_dir_all(&policies).unwrap();
+    fs::create_dir_all(&vendor).unwrap();
+    let bad = fs::read_to_string(root().join("testdata/lint/NP009/bad.yaml")).unwrap();
+    fs::write(policies.join("api.yaml"), &bad).unwrap();
+    fs::write(
+        vendor.join("split.yaml"),
+        fs::read_to_string(root().join("testdata/lint/NP011/bad.yaml"))
+            .unwrap()
+            .replace("api-from-web", "vendored"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = ambit_in(dir.path(), args);
+        (out.status.code(), codes(&out))
+    };
+    // No configuration: everything.
+    let (_, all) = run(&[
+        "lint",
+        "policies",
+        "vendor",
+        "-o",
+        "json",
+        "--fail-on",
+        "info",
+    ]);
+    assert!(
+        all.contains(&"NP009".into()) && all.contains(&"NP011".into()),
+        "{all:?}"
+    );
+    fs::write(
+        dir.path().join(".ambit.yaml"),
+        "rules:\n  NP008: off\n  RX101: off\n  NP009: info\nignore:\n  - vendor/**\n",
+    )
+    .unwrap();
+    // Found upward from the first path.
+    let (code, found) = run(&["lint", "policies", "vendor", "-o", "json"]);
+    assert_eq!(found, ["NP009"], "NP009 only, as info");
+    assert_eq!(code, Some(0), "an info does not fail at --fail-on warning");
+    let out = ambit_in(dir.path(), &["lint", "policies", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["severity"], "info");
+    // A bad configuration is a usage error, located.
+    fs::write(
+        dir.path().join("broken.yaml"),
+        "rules:\n  NP999: off\n  NP003: loud\nignored: []\n",
+    )
+    .unwrap();
+    let out = ambit_in(dir.path(), &["lint", "policies", "--config", "broken.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("bad_config", transcript(&out));
+}
+
+#[test]
+fn an_annotation_silences_a_rule_on_its_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = fs::read_to_string(root().join("testdata/lint/NP009/bad.yaml")).unwrap();
+    let silenced = bad.replace(
+        "  name: api-from-web\n",
+        "  name: api-from-web\n  annotations:\n    ambit.dev/ignore: NP009,NP003\n",
+    );
+    assert_ne!(bad, silenced);
+    fs::write(dir.path().join("p.yaml"), silenced).unwrap();
+    let out = ambit_in(
+        dir.path(),
+        &["lint", "p.yaml", "-o", "json", "--fail-on", "info"],
+    );
+    let found = codes(&out);
+    assert!(!found.contains(&"NP009".into()), "{found:?}");
+    assert!(
+        found.contains(&"RX101".into()),
+        "other rules and resources still run"
+    );
+}
+
+#[test]
+fn the_demo_cluster() {
+    let out = ambit(&["lint", "testdata/demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    insta::assert_snapshot!("demo", transcript(&out));
+    // README shows this very output.
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(readme.contains(&*String::from_utf8_lossy(&out.stdout)));
+}
