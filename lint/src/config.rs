@@ -223,3 +223,56 @@ impl Config {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
+        Config::parse(&SourceFile::new(".ambit.yaml", text))
+    }
+
+    #[test]
+    fn rules_and_ignores() {
+        let c = parse("rules:\n  NP003: off\n  RX101: error\nignore:\n  - vendor/**\n").unwrap();
+        assert_eq!(c.rules[&Code::ShadowedRule], None);
+        assert_eq!(c.rules[&Code::ReachableFromOutside], Some(Severity::Error));
+        assert!(c.ignores("vendor/a/b.yaml"));
+        assert!(!c.ignores("policies/vendor.yaml"));
+        let kept = c.apply(vec![
+            Diagnostic::new(Code::ShadowedRule, "dropped"),
+            Diagnostic::new(Code::ReachableFromOutside, "raised"),
+            Diagnostic::new(Code::SplitRule, "as is"),
+        ]);
+        let got: Vec<(Code, Severity)> = kept.iter().map(|d| (d.code, d.severity)).collect();
+        assert_eq!(
+            got,
+            [
+                (Code::ReachableFromOutside, Severity::Error),
+                (Code::SplitRule, Severity::Warning)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default() {
+        let c = parse("").unwrap();
+        assert!(c.rules.is_empty());
+        assert!(!c.ignores("anything.yaml"));
+    }
+
+    #[test]
+    fn every_problem_is_located() {
+        let errs =
+            parse("rules:\n  XX001: off\n  NP001: loud\nignore: vendor\nextra: 1\n").unwrap_err();
+        let lines: Vec<usize> = errs.iter().map(|d| d.line_col().unwrap().0).collect();
+        assert_eq!(lines, [2, 3, 4, 5]);
+        assert!(errs.iter().all(|d| d.code == Code::InvalidConfig));
+        let errs = parse("ignore:\n  - '['\n").unwrap_err();
+        assert_eq!(errs[0].line_col(), Some((2, 5)));
+        let errs = parse("- a list\n").unwrap_err();
+        assert_eq!(errs[0].code, Code::InvalidConfig);
+        let errs = parse("rules: [\n").unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlSyntax);
+    }
+}

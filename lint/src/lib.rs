@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use ambit_compiler::compile::CompileOptions;
 use ambit_compiler::diag::{Code, Diagnostic};
 use ambit_compiler::labels::Labels;
-use ambit_compiler::model::{Cluster, Namespace, Workload};
+use ambit_compiler::model::{Cluster, Direction, Namespace, Workload};
 use ambit_compiler::source::SourceFile;
 use ambit_compiler::table::Tables;
 use ambit_compiler::yaml::Seg;
@@ -67,6 +67,7 @@ pub fn lint(
         inferred: options.pod_cidrs.is_empty(),
         findings: Vec::new(),
         reported: Vec::new(),
+        shadowed: Vec::new(),
     };
     rules::run(&mut cx);
     let mut findings = cx.findings;
@@ -115,6 +116,36 @@ pub(crate) struct Context<'a> {
     pub findings: Vec<Diagnostic>,
     /// What was reported where (rules that defer to finer findings read it).
     pub reported: Vec<(Code, ObjectKey, Vec<Seg>)>,
+    /// The rules NP003 found shadowed.
+    pub shadowed: Vec<RuleId>,
+}
+
+/// A rule of a NetworkPolicy: the policy's index in
+/// `Cluster::network_policies`, the direction, the rule's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleId {
+    pub policy: usize,
+    pub direction: Direction,
+    pub rule: usize,
+}
+
+/// The rules NP003 reports: removing all of them together changes no
+/// decision (a law the tests hold it to).
+pub fn shadowed_rules(cluster: &Cluster, tables: &Tables, options: &LintOptions) -> Vec<RuleId> {
+    let sites = Sites::new(&[], &options.default_namespace);
+    let mut cx = Context {
+        cluster,
+        tables,
+        options,
+        sites: &sites,
+        pod_network: Vec::new(),
+        inferred: true,
+        findings: Vec::new(),
+        reported: Vec::new(),
+        shadowed: Vec::new(),
+    };
+    rules::shadowed(&mut cx);
+    cx.shadowed
 }
 
 impl Context<'_> {
@@ -251,4 +282,60 @@ pub fn rule_codes() -> BTreeSet<Code> {
             ["NP", "AP", "AN", "RX"].iter().any(|p| s.starts_with(p))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ambit_compiler::model::WorkloadKind;
+
+    fn pod(ip: &str, host: bool) -> Workload {
+        Workload {
+            namespace: "a".into(),
+            name: ip.into(),
+            kind: WorkloadKind::Pod,
+            labels: Labels::new(),
+            service_account: "default".into(),
+            ports: Vec::new(),
+            ips: vec![ip.parse().unwrap()],
+            host_network: host,
+            inject_annotation: None,
+            location: None,
+        }
+    }
+
+    #[test]
+    fn the_pod_network_is_the_smallest_cidr_per_family() {
+        let mut c = Cluster {
+            workloads: vec![
+                pod("10.244.1.10", false),
+                pod("10.244.2.20", false),
+                pod("172.18.0.2", true),
+                pod("fd00::1:5", false),
+            ],
+            ..Cluster::default()
+        };
+        let nets: Vec<String> = infer_pod_network(&c)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.244.0.0/22", "fd00::1:5/128"]);
+        c.workloads.truncate(1);
+        let nets: Vec<String> = infer_pod_network(&c)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.244.1.10/32"]);
+    }
+
+    #[test]
+    fn closest_names_a_likely_typo_only() {
+        let known = ["frontend".to_owned(), "api".to_owned()];
+        assert_eq!(
+            closest("fronted", &known).map(String::as_str),
+            Some("frontend")
+        );
+        assert_eq!(closest("database", &known), None);
+        assert_eq!(closest("api", &known), None, "an exact match is no typo");
+    }
 }

@@ -255,3 +255,53 @@ fn the_demo_cluster() {
     let readme = fs::read_to_string(root().join("README.md")).unwrap();
     assert!(readme.contains(&*String::from_utf8_lossy(&out.stdout)));
 }
+
+#[test]
+fn the_ci_examples_parse_and_their_commands_run() {
+    for f in [
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+        ".pre-commit-hooks.yaml",
+    ] {
+        let text = fs::read_to_string(root().join(f)).unwrap();
+        let _: serde_json::Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+        let mut ran = 0;
+        for line in text
+            .lines()
+            .filter(|l| l.contains("ambit lint \"$POLICIES\""))
+        {
+            let start = line.find("ambit lint").unwrap();
+            let command = line[start..]
+                .split(" >")
+                .next()
+                .unwrap()
+                .split(" ||")
+                .next()
+                .unwrap();
+            let args: Vec<&str> = command
+                .split_whitespace()
+                .skip(1)
+                .map(|a| {
+                    if a == "\"$POLICIES\"" {
+                        "testdata/demo"
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            let out = ambit(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{f}: {command}: {}",
+                transcript(&out)
+            );
+            ran += 1;
+        }
+        assert!(
+            ran > 0 || f.starts_with(".pre-commit"),
+            "{f} runs ambit lint"
+        );
+    }
+}

@@ -294,3 +294,74 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
         }
     }
 }
+
+/// A flow on which two clusters over the same inventory (the same workloads,
+/// in the same order; their policies may differ) decide differently in the
+/// L4 view, or a proof that there is none (`Proved`). The `tables` and
+/// `semantics` fields of a mismatch are the decisions of `a` and `b`.
+pub fn compare(a: &Cluster, b: &Cluster, options: &CompileOptions) -> Outcome {
+    let n = a.workloads.len();
+    assert_eq!(n, b.workloads.len(), "one inventory");
+    if n == 0 {
+        return Outcome::Proved {
+            workloads: 0,
+            authz: false,
+        };
+    }
+    let vocabulary = Vocabulary::of(a).merge(Vocabulary::of(b));
+    let namespaces = Namespaces::of(a);
+    crate::encode::set_index_domain(n + 1 + namespaces.names.len());
+    let solver = Solver::new();
+    let svc = Service::new();
+    solver.assert(svc.protocol.bvule(idx(2)));
+    let all: Vec<usize> = (0..n).collect();
+    let src = inventory_end(&solver, "src", a, &namespaces, &vocabulary, &all, true);
+    let dst = inventory_end(&solver, "dst", a, &namespaces, &vocabulary, &all, true);
+    solver.assert(Bool::and(&[src.which.eq(idx(n as u64)), dst.which.eq(idx(n as u64))]).not());
+    let decide =
+        |c: &Cluster| Semantics::new(c, &namespaces, options).allowed(&src.pod, &dst.pod, &svc);
+    let (in_a, in_b) = (decide(a), decide(b));
+    solver.assert(in_a.iff(&in_b).not());
+    match solver.check() {
+        SatResult::Unsat => Outcome::Proved {
+            workloads: n,
+            authz: false,
+        },
+        SatResult::Unknown => Outcome::Unknown(
+            solver
+                .get_reason_unknown()
+                .unwrap_or_else(|| "unknown".to_owned()),
+        ),
+        SatResult::Sat => {
+            let model = solver.get_model().expect("sat has a model");
+            let value = |x: &BV| {
+                model
+                    .eval(x, true)
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or_default()
+            };
+            let decision = |b: &Bool| {
+                model
+                    .eval(b, true)
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or_default()
+            };
+            let end = |e: &InventoryEnd| match a.workloads.get(value(&e.which) as usize) {
+                Some(w) => w.id(),
+                None => e.pod.ips[0]
+                    .value_in(&model)
+                    .map_or_else(|| "ip:?".to_owned(), |ip| format!("ip:{ip}")),
+            };
+            Outcome::Mismatch(Mismatch {
+                from: end(&src),
+                to: end(&dst),
+                port: value(&svc.port) as u16,
+                protocol: Protocol::ALL[(value(&svc.protocol) as usize).min(2)],
+                view: View::L4,
+                request: None,
+                tables: decision(&in_a),
+                semantics: decision(&in_b),
+            })
+        }
+    }
+}

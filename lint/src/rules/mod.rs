@@ -18,3 +18,8 @@ pub(crate) fn run(cx: &mut Context<'_>) {
     admin::run(cx);
     reach::run(cx);
 }
+
+/// The set rules alone (NP003 among them).
+pub(crate) fn shadowed(cx: &mut Context<'_>) {
+    sets::run(cx);
+}

@@ -488,3 +488,42 @@ fn admits_everything(
         ),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps_beyond;
+
+    fn net(s: &str) -> ipnet::IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ip_blocks_against_a_network() {
+        let pods = net("10.244.0.0/16");
+        let all = net("0.0.0.0/0");
+        assert!(overlaps_beyond(&all, &[], &pods));
+        assert!(!overlaps_beyond(&all, &[net("10.0.0.0/8")], &pods));
+        // Excepts that cover the network only together.
+        assert!(!overlaps_beyond(
+            &all,
+            &[net("10.244.0.0/17"), net("10.244.128.0/17")],
+            &pods
+        ));
+        assert!(overlaps_beyond(&all, &[net("10.244.0.0/17")], &pods));
+        // A block inside the network, partly excepted.
+        assert!(overlaps_beyond(
+            &net("10.244.1.0/24"),
+            &[net("10.244.1.0/25")],
+            &pods
+        ));
+        // Disjoint, and another family.
+        assert!(!overlaps_beyond(&net("192.168.0.0/16"), &[], &pods));
+        assert!(!overlaps_beyond(&net("::/0"), &[], &pods));
+        assert!(overlaps_beyond(&net("::/0"), &[], &net("fd00::/64")));
+        assert!(!overlaps_beyond(
+            &net("::/0"),
+            &[net("fd00::/8")],
+            &net("fd00::/64")
+        ));
+    }
+}

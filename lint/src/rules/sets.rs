@@ -183,6 +183,11 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                     continue;
                 }
                 removed.insert(i);
+                cx.shadowed.push(crate::RuleId {
+                    policy: rules[i].policy,
+                    direction,
+                    rule: rules[i].rule,
+                });
                 let covering: Vec<String> = (0..rules.len())
                     .filter(|j| *j != i && !removed.contains(j))
                     .filter(|&j| sat(&[admits[i].clone(), admits[j].clone()]) == SatResult::Sat)

@@ -151,6 +151,25 @@ impl Vocabulary {
     }
 }
 
+impl Vocabulary {
+    /// What either vocabulary needs.
+    pub fn merge(mut self, other: Vocabulary) -> Vocabulary {
+        for (mine, theirs) in [
+            (&mut self.pod, other.pod),
+            (&mut self.namespace, other.namespace),
+        ] {
+            for (k, values) in theirs {
+                mine.entry(k).or_default().extend(values);
+            }
+        }
+        self.port_names.extend(other.port_names);
+        self.port_slots = self.port_slots.max(other.port_slots);
+        self.ip_slots = self.ip_slots.max(other.ip_slots);
+        self.authz |= other.authz;
+        self
+    }
+}
+
 /// Add the keys and values a selector mentions.
 pub fn add_selector(m: &mut BTreeMap<String, BTreeSet<String>>, s: &Selector) {
     for r in &s.requirements {
