@@ -237,6 +237,18 @@ impl Context<'_> {
         ObjectKey::new(&format!("{:?}", w.kind), &w.namespace, &w.name)
     }
 
+    /// One workload per class of `candidates`: workloads of one class are
+    /// alike to every policy (namespace, labels, ports, the ipBlocks their
+    /// addresses fall in, identity), so a question about a set of workloads
+    /// needs one of each.
+    pub fn representatives(&self, candidates: impl IntoIterator<Item = usize>) -> Vec<usize> {
+        let mut seen = std::collections::BTreeSet::new();
+        candidates
+            .into_iter()
+            .filter(|&i| seen.insert(self.tables.workloads[i].class))
+            .collect()
+    }
+
     /// A short list of workload names: the first three and a count.
     pub fn some_workloads(&self, indices: &[usize]) -> String {
         let names: Vec<String> = indices
@@ -251,6 +263,25 @@ impl Context<'_> {
             names.join(", ")
         }
     }
+}
+
+/// The cluster as the pods of namespace `ns` see it: only its
+/// NetworkPolicies (the others select no pod there), and a vocabulary of the
+/// labels the remaining policies read (no other label changes a decision),
+/// so that questions about one namespace stay small.
+pub(crate) fn focus(cluster: &Cluster, ns: &str) -> (Cluster, ambit_verifier::encode::Vocabulary) {
+    let mut sub = cluster.clone();
+    sub.network_policies.retain(|np| np.namespace == ns);
+    let full = ambit_verifier::encode::Vocabulary::of(&sub);
+    let bare = Cluster {
+        workloads: Vec::new(),
+        ..sub.clone()
+    };
+    let mut vocabulary = ambit_verifier::encode::Vocabulary::of(&bare);
+    vocabulary.ip_slots = full.ip_slots;
+    vocabulary.port_slots = full.port_slots;
+    vocabulary.authz = full.authz;
+    (sub, vocabulary)
 }
 
 /// `metadata.name`: where findings about a whole object point.

@@ -1,15 +1,17 @@
 //! RX101: workloads that admit connections from outside the cluster,
-//! decided with Z3 over the policy semantics (every tier, and the L4 view
-//! of authorization): a source address outside the pod network that no
-//! pod or node has, any port, any protocol. One question per class of
-//! workloads that decide alike.
+//! decided with Z3 over the decision tables (every tier, and the L4 view of
+//! authorization; `compile --check` proves them equal to the semantics): a
+//! source address outside the pod network that no pod or node has, any
+//! port, any protocol. One question per class of workloads that decide
+//! alike, on one incremental solver.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ambit_compiler::diag::Code;
 use ambit_compiler::model::Protocol;
-use ambit_verifier::check::{InventoryEnd, inventory_end};
-use ambit_verifier::encode::{Namespaces, Semantics, Service, Vocabulary, idx, set_index_domain};
+use ambit_verifier::encode::{
+    Addr, Service, TableEncoding, TableEnd, idx, idx_const, set_index_domain,
+};
 use ipnet::IpNet;
 use z3::ast::{BV, Bool};
 use z3::{SatResult, Solver};
@@ -22,9 +24,6 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         return;
     }
     set_index_domain(cluster.workloads.len() + 2 + cluster.namespaces.len());
-    let vocabulary = Vocabulary::of(cluster);
-    let namespaces = Namespaces::of(cluster);
-    let semantics = Semantics::new(cluster, &namespaces, &cx.options.compile);
     let mut classes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, w) in cluster.workloads.iter().enumerate() {
         if !w.host_network {
@@ -49,36 +48,41 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         "203.0.113.0/24".parse().expect("a CIDR"),
         "2001:db8::/32".parse().expect("a CIDR"),
     ];
+    // One solver: an outside source, any port and protocol; each class is
+    // asked in turn.
+    let encoding = TableEncoding::new(cx.tables);
+    let solver = Solver::new();
+    let src = TableEnd {
+        class: idx_const("src.class"),
+        external: Bool::from_bool(true),
+        addr: Addr::new("src.addr"),
+    };
+    let addr = &src.addr;
+    solver.assert(&addr.valid);
+    solver.assert(addr.well_formed());
+    for net in &cx.pod_network {
+        solver.assert(addr.in_cidr(net).not());
+    }
+    for ip in &taken {
+        solver.assert(addr.is(Some(*ip)).not());
+    }
+    let svc = Service::new();
+    solver.assert(svc.protocol.bvule(idx(2)));
+    solver.assert(svc.port.bvuge(BV::from_u64(1, 16)));
+    let none = BTreeSet::new();
     for (class, members) in classes {
-        let solver = Solver::new();
-        let InventoryEnd { pod: src, .. } =
-            inventory_end(&solver, "src", cluster, &namespaces, &vocabulary, &[], true);
-        let InventoryEnd { pod: dst, .. } = inventory_end(
-            &solver,
-            "dst",
-            cluster,
-            &namespaces,
-            &vocabulary,
-            &members[..1],
-            false,
-        );
-        let addr = &src.ips[0];
-        for net in &cx.pod_network {
-            solver.assert(addr.in_cidr(net).not());
-        }
-        for ip in &taken {
-            solver.assert(addr.is(Some(*ip)).not());
-        }
-        let svc = Service::new();
-        solver.assert(svc.protocol.bvule(idx(2)));
-        solver.assert(svc.port.bvuge(BV::from_u64(1, 16)));
-        solver.assert(semantics.allowed(&src, &dst, &svc));
+        let w = &cluster.workloads[members[0]];
+        let dst = TableEnd::class(idx(class as u64), "dst");
+        let only = BTreeSet::from([class]);
+        solver.push();
+        solver.assert(dst.addr.is(w.ips.first().copied()));
+        solver.assert(encoding.allowed_among(&src, &dst, &svc, [&none, &only]));
         if solver.check() != SatResult::Sat {
+            solver.pop(1);
             continue;
         }
         // The plainest example: a documentation address, TCP, a port the
         // workload declares; each kept when it still has a flow.
-        let w = &cluster.workloads[members[0]];
         let declared: Vec<Bool> = w
             .ports
             .iter()
@@ -97,15 +101,19 @@ pub(crate) fn run(cx: &mut Context<'_>) {
             svc.is_protocol(Protocol::Tcp),
             Bool::or(&declared),
         ];
+        let mut kept = 0;
         for preference in &preferences {
             solver.push();
             solver.assert(preference);
-            if solver.check() != SatResult::Sat {
+            if solver.check() == SatResult::Sat {
+                kept += 1;
+            } else {
                 solver.pop(1);
             }
         }
         solver.check();
         let model = solver.get_model().expect("sat has a model");
+        solver.pop(kept + 1);
         let ip = addr
             .value_in(&model)
             .map_or_else(|| "an outside address".to_owned(), |ip| ip.to_string());

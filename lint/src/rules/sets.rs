@@ -41,9 +41,7 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         return;
     }
     set_index_domain(cluster.workloads.len() + 2 + cluster.namespaces.len());
-    let vocabulary = Vocabulary::of(cluster);
     let namespaces = Namespaces::of(cluster);
-    let semantics = Semantics::new(cluster, &namespaces, &cx.options.compile);
     let admin = cluster.admin_policies.iter().any(|p| p.tier == Tier::Admin);
     let names: BTreeSet<&str> = cluster
         .network_policies
@@ -51,6 +49,8 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         .map(|np| np.namespace.as_str())
         .collect();
     for ns in names {
+        let (sub, vocabulary) = crate::focus(cluster, ns);
+        let semantics = Semantics::new(&sub, &namespaces, &cx.options.compile);
         for direction in [Direction::Ingress, Direction::Egress] {
             let rules: Vec<RuleRef> = cluster
                 .network_policies
@@ -65,14 +65,15 @@ pub(crate) fn run(cx: &mut Context<'_>) {
             if rules.is_empty() {
                 continue;
             }
-            let members: Vec<usize> = cluster
-                .workloads
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| w.namespace == ns && !w.host_network)
-                .map(|(i, _)| i)
-                .collect();
-            let all: Vec<usize> = (0..cluster.workloads.len()).collect();
+            let members: Vec<usize> = cx.representatives(
+                cluster
+                    .workloads
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.namespace == ns && !w.host_network)
+                    .map(|(i, _)| i),
+            );
+            let all: Vec<usize> = cx.representatives(0..cluster.workloads.len());
             let solver = Solver::new();
             let InventoryEnd { pod, .. } = inventory_end(
                 &solver,
@@ -228,7 +229,7 @@ pub(crate) fn run(cx: &mut Context<'_>) {
             }
         }
     }
-    no_default_deny(cx, &vocabulary);
+    no_default_deny(cx, &Vocabulary::of(cluster));
 }
 
 /// `policy` ingress rule N (1-based, as people count).
