@@ -1,5 +1,8 @@
 //! Rules that are questions about sets of flows or of pods, answered by Z3
-//! over the policy semantics of `ambit-verifier`:
+//! through `ambit-verifier`'s encodings: NP003 and NP004 over the decision
+//! tables (classes of workloads that decide alike; `compile --check` proves
+//! the tables equal to the semantics), AN002 over the policy semantics (the
+//! tables keep no tier apart), NP008 over label sets:
 //!
 //! - NP004 a rule admits nothing: no selected pod, remote end (a workload or
 //!   any address outside the cluster), port and protocol it admits;
@@ -19,7 +22,8 @@ use ambit_compiler::model::{Direction, NetworkPolicy, Rule};
 use ambit_compiler::yaml::Seg;
 use ambit_verifier::check::{InventoryEnd, inventory_end};
 use ambit_verifier::encode::{
-    Decision, Labels, Namespaces, Semantics, Service, Vocabulary, idx, selector, set_index_domain,
+    Decision, Labels, Namespaces, Semantics, Service, TableEncoding, TableEnd, Vocabulary, idx,
+    idx_const, in_ranges, selector, set_index_domain,
 };
 use z3::ast::Bool;
 use z3::{SatResult, Solver};
@@ -49,8 +53,6 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         .map(|np| np.namespace.as_str())
         .collect();
     for ns in names {
-        let (sub, vocabulary) = crate::focus(cluster, ns);
-        let semantics = Semantics::new(&sub, &namespaces, &cx.options.compile);
         for direction in [Direction::Ingress, Direction::Egress] {
             let rules: Vec<RuleRef> = cluster
                 .network_policies
@@ -65,33 +67,36 @@ pub(crate) fn run(cx: &mut Context<'_>) {
             if rules.is_empty() {
                 continue;
             }
-            let members: Vec<usize> = cx.representatives(
-                cluster
-                    .workloads
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, w)| w.namespace == ns && !w.host_network)
-                    .map(|(i, _)| i),
-            );
-            let all: Vec<usize> = cx.representatives(0..cluster.workloads.len());
+            // Over the tables: the pod is a class of the namespace, the
+            // remote end any class or any outside address.
+            let tables = cx.tables;
+            let n_classes = tables.classes.len() as u64;
+            let own: Vec<u32> = cx
+                .representatives(
+                    cluster
+                        .workloads
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, w)| w.namespace == ns && !w.host_network)
+                        .map(|(i, _)| i),
+                )
+                .into_iter()
+                .map(|i| tables.workloads[i].class)
+                .collect();
             let solver = Solver::new();
-            let InventoryEnd { pod, .. } = inventory_end(
-                &solver,
-                "pod",
-                cluster,
-                &namespaces,
-                &vocabulary,
-                &members,
-                false,
-            );
-            let InventoryEnd { pod: remote, .. } = inventory_end(
-                &solver,
-                "remote",
-                cluster,
-                &namespaces,
-                &vocabulary,
-                &all,
-                true,
+            let encoding = TableEncoding::new(tables);
+            let pod = TableEnd::class(idx_const("pod.class"), "pod");
+            solver.assert(in_ranges(&own, &pod.class));
+            let remote = TableEnd::new("remote");
+            solver.assert(remote.external.implies(Bool::and(&[
+                remote.addr.valid.clone(),
+                remote.addr.well_formed(),
+            ])));
+            solver.assert(
+                remote
+                    .external
+                    .not()
+                    .implies(remote.class.bvult(idx(n_classes))),
             );
             let svc = Service::new();
             solver.assert(svc.protocol.bvule(idx(2)));
@@ -99,15 +104,37 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                 Direction::Ingress => &pod,
                 Direction::Egress => &remote,
             };
+            let isolation = |c: usize| match direction {
+                Direction::Ingress => &tables.ingress[c],
+                Direction::Egress => &tables.egress[c],
+            };
             let admits: Vec<Bool> = rules
                 .iter()
                 .map(|r| {
                     let np = &cluster.network_policies[r.policy];
-                    let rule = &np.rules(direction).expect("rules of the direction")[r.rule];
-                    Bool::and(&[
-                        semantics.np_selects(np, &pod),
-                        semantics.np_rule(np, rule, &remote, dst, &svc),
-                    ])
+                    let Some(p) = tables.policies.iter().position(|e| {
+                        e.kind == "NetworkPolicy"
+                            && e.namespace == np.namespace
+                            && e.name == np.name
+                    }) else {
+                        return Bool::from_bool(false);
+                    };
+                    let p = p as u32;
+                    let selecting: Vec<u32> = own
+                        .iter()
+                        .copied()
+                        .filter(|&c| isolation(c as usize).policies.contains(&p))
+                        .collect();
+                    let matches: Vec<Bool> = tables
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, t)| {
+                            t.policy == p && t.direction == direction && t.index as usize == r.rule
+                        })
+                        .map(|(t, _)| encoding.rule_matches(t as u32, &remote, dst, &svc))
+                        .collect();
+                    Bool::and(&[in_ranges(&selecting, &pod.class), Bool::or(&matches)])
                 })
                 .collect();
             let sat = |extra: &[Bool]| {
@@ -208,28 +235,76 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                     "remove the rule, or narrow the rules that cover it if it was meant to be the only way in".into(),
                 );
             }
-            // AN002.
+            // AN002, over the semantics (the tables keep no tier apart).
             if admin {
-                let denied = semantics
-                    .tier(Tier::Admin, direction, &pod, &remote, dst, &svc)
-                    .is(Decision::Deny);
-                for (i, r) in rules.iter().enumerate() {
-                    if !live[i] || sat(&[admits[i].clone(), denied.not()]) != SatResult::Unsat {
-                        continue;
-                    }
-                    let np = &cluster.network_policies[r.policy];
-                    cx.report(
-                        Code::OverriddenByAdmin,
-                        &key(np),
-                        &rule_path(direction, r.rule),
-                        "every flow this rule admits is denied first by the Admin tier (ClusterNetworkPolicy / AdminNetworkPolicy): the policies conflict and this rule has no effect".into(),
-                        "`ambit query` on one of its flows shows the admin rule that decides; change that rule to Pass to delegate to NetworkPolicy".into(),
-                    );
-                }
+                let dead: Vec<bool> = live.iter().map(|l| !l).collect();
+                overridden(cx, &namespaces, ns, direction, &rules, &dead);
             }
         }
     }
     no_default_deny(cx, &Vocabulary::of(cluster));
+}
+
+/// AN002: every flow the rule admits is denied first by the Admin tier.
+fn overridden(
+    cx: &mut Context<'_>,
+    namespaces: &Namespaces,
+    ns: &str,
+    direction: Direction,
+    rules: &[RuleRef],
+    dead: &[bool],
+) {
+    let cluster = cx.cluster;
+    let (sub, vocabulary) = crate::focus(cluster, ns);
+    let vocabulary = &vocabulary;
+    let semantics = Semantics::new(&sub, namespaces, &cx.options.compile);
+    let members: Vec<usize> = cx.representatives(
+        cluster
+            .workloads
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.namespace == ns && !w.host_network)
+            .map(|(i, _)| i),
+    );
+    let all: Vec<usize> = cx.representatives(0..cluster.workloads.len());
+    let solver = Solver::new();
+    let InventoryEnd { pod, .. } = inventory_end(
+        &solver, "pod", cluster, namespaces, vocabulary, &members, false,
+    );
+    let InventoryEnd { pod: remote, .. } = inventory_end(
+        &solver, "remote", cluster, namespaces, vocabulary, &all, true,
+    );
+    let svc = Service::new();
+    solver.assert(svc.protocol.bvule(idx(2)));
+    let dst = match direction {
+        Direction::Ingress => &pod,
+        Direction::Egress => &remote,
+    };
+    let denied = semantics
+        .tier(Tier::Admin, direction, &pod, &remote, dst, &svc)
+        .is(Decision::Deny);
+    for (r, dead) in rules.iter().zip(dead) {
+        if *dead {
+            continue;
+        }
+        let np = &cluster.network_policies[r.policy];
+        let rule = &np.rules(direction).expect("rules of the direction")[r.rule];
+        solver.push();
+        solver.assert(semantics.np_selects(np, &pod));
+        solver.assert(semantics.np_rule(np, rule, &remote, dst, &svc));
+        solver.assert(denied.not());
+        let conflict = solver.check() == SatResult::Unsat;
+        solver.pop(1);
+        if conflict {
+            cx.report(
+                Code::OverriddenByAdmin,
+                &key(np),
+                &rule_path(direction, r.rule),
+                "every flow this rule admits is denied first by the Admin tier (ClusterNetworkPolicy / AdminNetworkPolicy): the policies conflict and this rule has no effect".into(),
+                "`ambit query` on one of its flows shows the admin rule that decides; change that rule to Pass to delegate to NetworkPolicy".into(),
+            );
+        }
+    }
 }
 
 /// `policy` ingress rule N (1-based, as people count).

@@ -1107,6 +1107,12 @@ impl<'a> TableEncoding<'a> {
         )
     }
 
+    /// Rule `r` of the tables (`Tables::rules`) matches: its peers the
+    /// remote end, its ports the flow (named ports at `dst`).
+    pub fn rule_matches(&self, r: u32, remote: &TableEnd, dst: &TableEnd, svc: &Service) -> Bool {
+        self.rule_cached(r, remote, dst, svc)
+    }
+
     fn rule_cached(&self, r: u32, remote: &TableEnd, dst: &TableEnd, svc: &Service) -> Bool {
         let rule = &self.tables.rules[r as usize];
         let key = (r, rule.direction);
