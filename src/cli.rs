@@ -38,6 +38,9 @@ pub enum Command {
     /// List the rules of `ambit lint` and the codes of every diagnostic, or
     /// explain one.
     Rules(RulesArgs),
+    /// What a change opens and closes: the exact flows whose decision
+    /// differs between two versions of the policies.
+    Diff(Box<DiffArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -230,4 +233,38 @@ pub struct LintArgs {
 pub struct RulesArgs {
     /// A code to explain, e.g. NP003.
     pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFailOn {
+    Opened,
+    Closed,
+    Any,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// BASE and HEAD (files or directories); with --git, the paths to read
+    /// at both revisions.
+    #[arg(required = true, value_name = "PATHS")]
+    pub paths: Vec<PathBuf>,
+    /// Read BASE and HEAD from git: `REV..REV`, or `REV` for REV against
+    /// the working tree.
+    #[arg(long, value_name = "REV..REV")]
+    pub git: Option<String>,
+    /// Namespace of objects that name none.
+    #[arg(long, default_value = "default", value_name = "NS")]
+    pub namespace: String,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
+    pub format: DiffFormat,
+    /// Exit 1 when flows are opened, closed, or either.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<DiffFailOn>,
 }

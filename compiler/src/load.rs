@@ -829,6 +829,97 @@ fn workload(
     }
 }
 
+/// Read the YAML files under `paths` (relative to the current directory,
+/// which must be inside a git repository) as they are at revision `rev`,
+/// from git's object store: the working tree is not touched. Each file is
+/// named `REV:path` (the path from the repository's root).
+pub fn read_git_inputs(rev: &str, paths: &[PathBuf], diags: &mut Diagnostics) -> Vec<SourceFile> {
+    let git = |args: &[&std::ffi::OsStr]| std::process::Command::new("git").args(args).output();
+    let fail = |message: String, help: &str| {
+        Diagnostic::new(Code::UnreadablePath, message).with_help(help.to_owned())
+    };
+    let commit = format!("{rev}^{{commit}}");
+    match git(&[
+        "rev-parse".as_ref(),
+        "--verify".as_ref(),
+        "--quiet".as_ref(),
+        commit.as_ref(),
+    ]) {
+        Ok(out) if out.status.success() => {}
+        Ok(_) => {
+            diags.push(fail(
+                format!("`{rev}` is not a revision of this git repository"),
+                "name a branch, tag or commit (`git log --oneline` lists them)",
+            ));
+            return Vec::new();
+        }
+        Err(e) => {
+            diags.push(fail(
+                format!("cannot run git: {e}"),
+                "install git, or pass directories",
+            ));
+            return Vec::new();
+        }
+    }
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "ls-tree".as_ref(),
+        "-r".as_ref(),
+        "-z".as_ref(),
+        "--full-name".as_ref(),
+        "--name-only".as_ref(),
+        rev.as_ref(),
+        "--".as_ref(),
+    ];
+    args.extend(paths.iter().map(|p| p.as_os_str()));
+    let listing = match git(&args) {
+        Ok(out) if out.status.success() => out.stdout,
+        Ok(out) => {
+            diags.push(fail(
+                format!(
+                    "cannot list `{rev}`: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                "run ambit inside the repository",
+            ));
+            return Vec::new();
+        }
+        Err(e) => {
+            diags.push(fail(format!("cannot run git: {e}"), "install git"));
+            return Vec::new();
+        }
+    };
+    let mut names: Vec<String> = listing
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .filter(|n| {
+            let hidden = n.split('/').any(|part| part.starts_with('.'));
+            !hidden && (n.ends_with(".yaml") || n.ends_with(".yml"))
+        })
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        for p in paths {
+            diags.push(fail(
+                format!("`{}` holds no YAML file at `{rev}`", p.display()),
+                "check the path and the revision",
+            ));
+        }
+    }
+    let mut files = Vec::new();
+    for name in names {
+        let object = format!("{rev}:{name}");
+        match git(&["cat-file".as_ref(), "blob".as_ref(), object.as_ref()]) {
+            Ok(out) if out.status.success() => push_text(&mut files, object, out.stdout, diags),
+            _ => diags.push(fail(
+                format!("cannot read `{object}`"),
+                "check the revision",
+            )),
+        }
+    }
+    files
+}
+
 /// Load everything from paths: the one call the CLI makes.
 pub fn load_paths(
     paths: &[PathBuf],

@@ -920,6 +920,38 @@ impl PortSet {
     pub fn is_empty(&self) -> bool {
         self.ranges.iter().all(Vec::is_empty)
     }
+
+    /// The ports of `self` that `other` lacks.
+    pub fn minus(&self, other: &PortSet) -> PortSet {
+        let mut out = PortSet::default();
+        for p in Protocol::ALL {
+            let cut = &other.ranges[p.index()];
+            for &(lo, hi) in &self.ranges[p.index()] {
+                let mut next = lo as u32;
+                for &(clo, chi) in cut {
+                    let (clo, chi) = (clo as u32, chi as u32);
+                    if chi < next || clo > hi as u32 {
+                        continue;
+                    }
+                    if clo > next {
+                        out.push(p, next as u16, (clo - 1) as u16);
+                    }
+                    next = chi + 1;
+                }
+                if next <= hi as u32 {
+                    out.push(p, next as u16, hi);
+                }
+            }
+        }
+        out
+    }
+
+    /// The first port of the set, with its protocol.
+    pub fn first(&self) -> Option<(Protocol, u16)> {
+        Protocol::ALL
+            .iter()
+            .find_map(|&p| self.ranges[p.index()].first().map(|&(lo, _)| (p, lo)))
+    }
 }
 
 impl std::fmt::Display for PortSet {

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod compile;
+mod diff;
 mod expr;
 mod graph;
 mod lint;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> std::io::Result<Status> {
         Command::Graph(args) => graph::run(&args, cli.verbose),
         Command::Lint(args) => lint::run(&args, cli.verbose),
         Command::Rules(args) => rules::run(&args),
+        Command::Diff(args) => diff::run(&args, cli.verbose),
     }
 }
 

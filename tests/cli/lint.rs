@@ -267,6 +267,38 @@ fn the_ci_examples_parse_and_their_commands_run() {
         let _: serde_json::Value =
             serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
         let mut ran = 0;
+        // Every `ambit diff --git REVS …` line, on the demo, with the
+        // revisions of this repository.
+        for line in text.lines().filter(|l| l.contains("ambit diff --git")) {
+            let start = line.find("ambit diff").unwrap();
+            let command = line[start..]
+                .split(" >")
+                .next()
+                .unwrap()
+                .split(" |")
+                .next()
+                .unwrap();
+            let mut args: Vec<&str> = Vec::new();
+            let mut words = command.split_whitespace().skip(1);
+            while let Some(a) = words.next() {
+                match a {
+                    "--git" => {
+                        words.next();
+                        args.extend(["--git", "HEAD..HEAD"]);
+                    }
+                    "\"$POLICIES\"" => args.push("testdata/demo"),
+                    other => args.push(other),
+                }
+            }
+            let out = ambit(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{f}: {command}: {}",
+                transcript(&out)
+            );
+            ran += 1;
+        }
         for line in text
             .lines()
             .filter(|l| l.contains("ambit lint \"$POLICIES\""))
@@ -299,9 +331,6 @@ fn the_ci_examples_parse_and_their_commands_run() {
             );
             ran += 1;
         }
-        assert!(
-            ran > 0 || f.starts_with(".pre-commit"),
-            "{f} runs ambit lint"
-        );
+        assert!(ran > 0 || f.starts_with(".pre-commit"), "{f} runs ambit");
     }
 }

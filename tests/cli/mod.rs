@@ -3,6 +3,7 @@
 mod compile; // tables: determinism whatever the input order, atomic writes
 mod conformance; // testdata/conformance/netpol: 9×9 matrices through `query --probes`
 mod diagnostics; // testdata/bad: one rendered snapshot per diagnostic class, exit 2
+mod diff; // opened/closed flows checked against query, equivalence, --git
 mod expr; // the query language: every form, human and JSON, errors with a caret
 mod graph; // the reachability graph: formats, --path, --from/--hops
 mod lint; // lint rules on their fixtures, SARIF/GitHub/JSON, configuration, exit codes

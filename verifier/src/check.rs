@@ -297,7 +297,8 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
 
 /// A flow on which two clusters over the same inventory (the same workloads,
 /// in the same order; their policies may differ) decide differently in the
-/// L4 view, or a proof that there is none (`Proved`). The `tables` and
+/// L4 view, or a proof that there is none (`Proved`): ends that are
+/// workloads or an address none of them has, ports 1-65535. The `tables` and
 /// `semantics` fields of a mismatch are the decisions of `a` and `b`.
 pub fn compare(a: &Cluster, b: &Cluster, options: &CompileOptions) -> Outcome {
     let n = a.workloads.len();
@@ -315,9 +316,32 @@ pub fn compare(a: &Cluster, b: &Cluster, options: &CompileOptions) -> Outcome {
     let svc = Service::new();
     solver.assert(svc.protocol.bvule(idx(2)));
     let all: Vec<usize> = (0..n).collect();
+    // Ports 1-65535; an outside address is none of the workloads'.
+    solver.assert(svc.port.bvuge(BV::from_u64(1, 16)));
     let src = inventory_end(&solver, "src", a, &namespaces, &vocabulary, &all, true);
     let dst = inventory_end(&solver, "dst", a, &namespaces, &vocabulary, &all, true);
+    for end in [&src, &dst] {
+        for ip in a
+            .workloads
+            .iter()
+            .chain(&b.workloads)
+            .flat_map(|w| w.ips.iter())
+        {
+            solver.assert(
+                end.which
+                    .eq(idx(n as u64))
+                    .implies(end.pod.ips[0].is(Some(*ip)).not()),
+            );
+        }
+    }
     solver.assert(Bool::and(&[src.which.eq(idx(n as u64)), dst.which.eq(idx(n as u64))]).not());
+    // A pod reaching itself is always allowed.
+    for (i, w) in a.workloads.iter().enumerate() {
+        if w.kind == WorkloadKind::Pod {
+            let i = idx(i as u64);
+            solver.assert(Bool::and(&[src.which.eq(&i), dst.which.eq(&i)]).not());
+        }
+    }
     let decide =
         |c: &Cluster| Semantics::new(c, &namespaces, options).allowed(&src.pod, &dst.pod, &svc);
     let (in_a, in_b) = (decide(a), decide(b));

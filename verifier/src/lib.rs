@@ -8,6 +8,7 @@
 //! - [`check`]: translation validation (`ambit compile --check`).
 
 pub mod check;
+pub mod diff;
 pub mod encode;
 pub mod graph;
 pub mod verify;

@@ -1,0 +1,671 @@
+//! Semantic diff: `ambit diff BASE HEAD`. Which flows does a change open
+//! (denied in BASE, allowed in HEAD) and close?
+//!
+//! Workloads are matched by namespace and name; those on one side only are
+//! listed as added or removed, and their flows are not counted as opened or
+//! closed. For every ordered pair of workloads present on both sides the
+//! allowed ports of both versions (exact port ranges from the decision
+//! tables, every tier and the L4 view of authorization) are compared; for
+//! addresses outside the workloads, the address space is cut at every CIDR
+//! boundary of either version (ipBlocks, admin networks, node addresses,
+//! authorization CIDRs), one address of each piece is asked, and pieces
+//! that change alike are merged into maximal CIDRs.
+//!
+//! Then Z3 proves the lists exact over both versions' tables (any common
+//! workloads or outside address, any port, any protocol): no flow outside
+//! them changes, and every flow in them changes as its list says. When the
+//! lists are empty, that is the proof that the versions are equivalent;
+//! should the solver find a flow, the diff stops with an internal error
+//! instead of a wrong answer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ambit_compiler::authz::Pattern;
+use ambit_compiler::model::{Cluster, Protocol, WorkloadKind};
+use ambit_compiler::probe::{self, DecidedBy, Probe};
+use ambit_compiler::table::{Endpoint, PortSet, Tables};
+use ipnet::IpNet;
+use z3::ast::Bool;
+use z3::{SatResult, Solver};
+
+use crate::encode::{Addr, Service, TableEncoding, TableEnd, idx, idx_const, set_index_domain};
+
+/// One version: the cluster and its tables.
+#[derive(Debug, Clone, Copy)]
+pub struct Version<'a> {
+    pub cluster: &'a Cluster,
+    pub tables: &'a Tables,
+}
+
+/// A flow set whose decision changed: from one end to another, on ports.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// `namespace/name`, or `ip:CIDR` for addresses outside the workloads.
+    pub from: String,
+    pub to: String,
+    pub ports: PortSet,
+    /// One flow of the set.
+    pub witness: Witness,
+    /// What decides the witness in BASE and in HEAD (`ambit query`'s
+    /// `decided_by`).
+    pub base: Vec<DecidedBy>,
+    pub head: Vec<DecidedBy>,
+}
+
+/// A probe of the change: the format of `ambit query --probes`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Witness {
+    pub from: String,
+    pub to: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// The answer of a diff.
+#[derive(Debug, Clone)]
+pub struct Diff {
+    pub opened: Vec<Change>,
+    pub closed: Vec<Change>,
+    /// `namespace/name`, sorted.
+    pub added_workloads: Vec<String>,
+    pub removed_workloads: Vec<String>,
+    /// Workloads on both sides.
+    pub common: usize,
+}
+
+impl Diff {
+    /// No flow between workloads present on both sides (or between one of
+    /// them and an outside address) changes.
+    pub fn equivalent(&self) -> bool {
+        self.opened.is_empty() && self.closed.is_empty()
+    }
+}
+
+/// Why a diff has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiffError {
+    Unknown(String),
+    Internal(String),
+}
+
+impl std::fmt::Display for DiffError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiffError::Unknown(why) => write!(f, "the solver could not decide: {why}"),
+            DiffError::Internal(why) => write!(f, "internal error: {why}"),
+        }
+    }
+}
+
+/// A workload on both sides: its index in each version's tables.
+#[derive(Debug, Clone)]
+struct Common {
+    id: String,
+    base: u32,
+    head: u32,
+}
+
+/// An end as the enumeration sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum End {
+    /// A workload on both sides, by index into the common ones.
+    Workload(usize),
+    /// An address outside the workloads.
+    Outside(IpAddr),
+}
+
+/// Allowed ports of both versions, asked once per pair of classes.
+struct Enumerator<'a> {
+    base: Version<'a>,
+    head: Version<'a>,
+    common: &'a [Common],
+    /// (from, to) as class pairs or addresses → (base, head) ports.
+    memo: HashMap<(Side, Side), (PortSet, PortSet)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Side {
+    Classes(u32, u32),
+    /// A workload that is a Pod: a pod to itself is always allowed, so it
+    /// is its own key when it meets itself.
+    Itself(usize),
+    Address(IpAddr),
+}
+
+impl Enumerator<'_> {
+    fn endpoint(&self, e: End, head: bool) -> Endpoint {
+        match e {
+            End::Workload(i) => Endpoint::Workload(if head {
+                self.common[i].head
+            } else {
+                self.common[i].base
+            }),
+            End::Outside(ip) => Endpoint::Ip(ip),
+        }
+    }
+
+    fn side(&self, e: End, same: bool) -> Side {
+        match e {
+            End::Workload(i) if same => Side::Itself(i),
+            End::Workload(i) => {
+                let c = &self.common[i];
+                Side::Classes(
+                    self.base.tables.workloads[c.base as usize].class,
+                    self.head.tables.workloads[c.head as usize].class,
+                )
+            }
+            End::Outside(ip) => Side::Address(ip),
+        }
+    }
+
+    /// (BASE, HEAD) allowed ports from `from` to `to`.
+    fn ports(&mut self, from: End, to: End) -> (PortSet, PortSet) {
+        let same = from == to;
+        let key = (self.side(from, same), self.side(to, same));
+        if let Some(hit) = self.memo.get(&key) {
+            return hit.clone();
+        }
+        let b = self
+            .base
+            .tables
+            .allowed_ports(self.endpoint(from, false), self.endpoint(to, false));
+        let h = self
+            .head
+            .tables
+            .allowed_ports(self.endpoint(from, true), self.endpoint(to, true));
+        self.memo.insert(key, (b.clone(), h.clone()));
+        (b, h)
+    }
+
+    fn name(&self, e: End) -> String {
+        match e {
+            End::Workload(i) => self.common[i].id.clone(),
+            End::Outside(ip) => format!("ip:{ip}"),
+        }
+    }
+
+    /// A change of `ports` from `from` to `to` (named `from_name`,
+    /// `to_name`), with a witness decided on both sides.
+    fn change(&self, from: End, to: End, names: (String, String), ports: PortSet) -> Change {
+        let (protocol, port) = ports.first().expect("a change has a port");
+        let decided = |v: Version<'_>, head: bool| {
+            let probe = Probe {
+                from_name: self.name(from),
+                to_name: self.name(to),
+                from: self.endpoint(from, head),
+                to: self.endpoint(to, head),
+                port,
+                protocol,
+                request: None,
+                ext_authz: ambit_compiler::authz::ExtAuthz::Unknown,
+            };
+            probe::answer(v.tables, &probe).decided_by
+        };
+        Change {
+            from: names.0,
+            to: names.1,
+            witness: Witness {
+                from: self.name(from),
+                to: self.name(to),
+                port,
+                protocol,
+            },
+            base: decided(self.base, false),
+            head: decided(self.head, true),
+            ports,
+        }
+    }
+}
+
+/// Compare two versions.
+pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
+    let ids = |v: Version<'_>| -> BTreeSet<String> {
+        v.cluster.workloads.iter().map(|w| w.id()).collect()
+    };
+    let (base_ids, head_ids) = (ids(base), ids(head));
+    let added_workloads: Vec<String> = head_ids.difference(&base_ids).cloned().collect();
+    let removed_workloads: Vec<String> = base_ids.difference(&head_ids).cloned().collect();
+    let common: Vec<Common> = base
+        .cluster
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            Some(Common {
+                id: w.id(),
+                base: base.tables.workload_index(&w.namespace, &w.name)?,
+                head: head.tables.workload_index(&w.namespace, &w.name)?,
+            })
+        })
+        .collect();
+    let pieces = outside_pieces(base, head);
+    let mut e = Enumerator {
+        base,
+        head,
+        common: &common,
+        memo: HashMap::new(),
+    };
+    let mut opened = Vec::new();
+    let mut closed = Vec::new();
+    // Workload pairs (a workload to itself too: replicas of a controller
+    // are different pods).
+    for a in 0..common.len() {
+        for b in 0..common.len() {
+            let (from, to) = (End::Workload(a), End::Workload(b));
+            let (pb, ph) = e.ports(from, to);
+            let names = (e.name(from), e.name(to));
+            let (open, close) = (ph.minus(&pb), pb.minus(&ph));
+            if !open.is_empty() {
+                opened.push(e.change(from, to, names.clone(), open));
+            }
+            if !close.is_empty() {
+                closed.push(e.change(from, to, names, close));
+            }
+        }
+    }
+    // Outside addresses, to and from each workload: neighbouring pieces
+    // that change alike merge into maximal CIDRs.
+    for w in 0..common.len() {
+        for inbound in [true, false] {
+            let mut runs: Vec<(usize, usize, PortSet, PortSet)> = Vec::new();
+            for (p, piece) in pieces.iter().enumerate() {
+                let outside = End::Outside(piece.representative);
+                let (from, to) = if inbound {
+                    (outside, End::Workload(w))
+                } else {
+                    (End::Workload(w), outside)
+                };
+                let (pb, ph) = e.ports(from, to);
+                let (open, close) = (ph.minus(&pb), pb.minus(&ph));
+                if open.is_empty() && close.is_empty() {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some((_, last, o, c))
+                        if pieces[*last].v6 == piece.v6
+                            && pieces[*last].hi.checked_add(1) == Some(piece.lo)
+                            && *o == open
+                            && *c == close =>
+                    {
+                        *last = p
+                    }
+                    _ => runs.push((p, p, open, close)),
+                }
+            }
+            for (first, last, open, close) in runs {
+                for net in cidrs(pieces[first].v6, pieces[first].lo, pieces[last].hi) {
+                    let outside = End::Outside(net.network());
+                    let (from, to) = if inbound {
+                        (outside, End::Workload(w))
+                    } else {
+                        (End::Workload(w), outside)
+                    };
+                    let cidr = format!("ip:{net}");
+                    let names = if inbound {
+                        (cidr, e.name(to))
+                    } else {
+                        (e.name(from), cidr)
+                    };
+                    if !open.is_empty() {
+                        opened.push(e.change(from, to, names.clone(), open.clone()));
+                    }
+                    if !close.is_empty() {
+                        closed.push(e.change(from, to, names, close.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let diff = Diff {
+        opened,
+        closed,
+        added_workloads,
+        removed_workloads,
+        common: common.len(),
+    };
+    // The proof: Z3 finds no flow outside the lists whose decision
+    // changes, and none inside them that does not change as they say.
+    prove(base, head, &common, &diff)?;
+    Ok(diff)
+}
+
+/// A piece of the outside address space: inclusive bounds and an address
+/// of it that no workload has.
+#[derive(Debug, Clone)]
+struct Piece {
+    v6: bool,
+    lo: u128,
+    hi: u128,
+    representative: IpAddr,
+}
+
+fn bits(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(a) => (false, u32::from(a) as u128),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+fn to_ip(v6: bool, x: u128) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(x))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(x as u32))
+    }
+}
+
+/// The address space cut at every boundary either version draws, less the
+/// workloads' own addresses.
+fn outside_pieces(base: Version<'_>, head: Version<'_>) -> Vec<Piece> {
+    let mut nets: Vec<IpNet> = Vec::new();
+    let mut own: BTreeSet<IpAddr> = BTreeSet::new();
+    for v in [base, head] {
+        for rule in &v.tables.rules {
+            for b in &rule.peers.ip_blocks {
+                nets.push(b.cidr);
+                nets.extend(b.except.iter().copied());
+            }
+        }
+        for p in &v.tables.authz.policies {
+            for rule in &p.rules {
+                for f in rule.fields() {
+                    for value in f.values.iter().chain(&f.not_values) {
+                        if let Pattern::Cidr(net) = value {
+                            nets.push(*net);
+                        }
+                    }
+                }
+            }
+        }
+        for n in &v.cluster.nodes {
+            nets.extend(n.addresses.iter().map(|a| IpNet::from(*a)));
+        }
+        own.extend(
+            v.cluster
+                .workloads
+                .iter()
+                .flat_map(|w| w.ips.iter().copied()),
+        );
+    }
+    let mut pieces = Vec::new();
+    for v6 in [false, true] {
+        let top: u128 = if v6 { u128::MAX } else { u32::MAX as u128 };
+        // Cut points: the first address of each piece.
+        let mut cuts: BTreeSet<u128> = BTreeSet::from([0]);
+        let mut add = |lo: u128, hi: u128| {
+            cuts.insert(lo);
+            if hi < top {
+                cuts.insert(hi + 1);
+            }
+        };
+        for net in nets.iter().filter(|n| matches!(n, IpNet::V6(_)) == v6) {
+            let (_, lo) = bits(net.network());
+            let (_, hi) = bits(net.broadcast());
+            add(lo, hi);
+        }
+        let own_here: Vec<u128> = own
+            .iter()
+            .map(|ip| bits(*ip))
+            .filter(|(f, _)| *f == v6)
+            .map(|(_, x)| x)
+            .collect();
+        for &x in &own_here {
+            add(x, x);
+        }
+        let cuts: Vec<u128> = cuts.into_iter().collect();
+        for (i, &lo) in cuts.iter().enumerate() {
+            let hi = cuts.get(i + 1).map_or(top, |next| next - 1);
+            if lo == hi && own_here.binary_search(&lo).is_ok() {
+                continue; // a workload's own address
+            }
+            pieces.push(Piece {
+                v6,
+                lo,
+                hi,
+                representative: to_ip(v6, lo),
+            });
+        }
+    }
+    pieces
+}
+
+/// The maximal CIDRs that cover `lo..=hi` exactly.
+fn cidrs(v6: bool, lo: u128, hi: u128) -> Vec<IpNet> {
+    let width: u32 = if v6 { 128 } else { 32 };
+    let mut out = Vec::new();
+    let mut start = lo;
+    loop {
+        // The largest aligned block at `start` that ends at or before `hi`.
+        let mut size_bits = if start == 0 {
+            width
+        } else {
+            start.trailing_zeros().min(width)
+        };
+        while size_bits > 0 {
+            let last = if size_bits >= 128 {
+                u128::MAX
+            } else {
+                start + ((1u128 << size_bits) - 1)
+            };
+            if last <= hi {
+                break;
+            }
+            size_bits -= 1;
+        }
+        let prefix = (width - size_bits) as u8;
+        out.push(IpNet::new(to_ip(v6, start), prefix).expect("a valid prefix"));
+        let last = if size_bits >= 128 {
+            u128::MAX
+        } else {
+            start + ((1u128 << size_bits) - 1)
+        };
+        if last >= hi {
+            break;
+        }
+        start = last + 1;
+    }
+    out
+}
+
+/// Prove the lists exact with Z3 over both versions' tables: ends that are
+/// workloads present on both sides (each its class in either version) or an
+/// address no workload has, any port, any protocol. A flow that changes but
+/// is in no list, or is in a list but does not change so, is an internal
+/// error. With empty lists this is the proof of equivalence.
+fn prove(
+    base: Version<'_>,
+    head: Version<'_>,
+    common: &[Common],
+    diff: &Diff,
+) -> Result<(), DiffError> {
+    let n = common.len();
+    if n == 0 {
+        return Ok(());
+    }
+    set_index_domain(
+        (n + 1)
+            .max(base.tables.classes.len())
+            .max(head.tables.classes.len()),
+    );
+    let own: BTreeSet<IpAddr> = [base, head]
+        .iter()
+        .flat_map(|v| {
+            v.cluster
+                .workloads
+                .iter()
+                .flat_map(|w| w.ips.iter().copied())
+        })
+        .collect();
+    let solver = Solver::new();
+    let svc = Service::new();
+    solver.assert(svc.protocol.bvule(idx(2)));
+    // Ports 1-65535, as the lists count them.
+    solver.assert(svc.port.bvuge(z3::ast::BV::from_u64(1, 16)));
+    let mut ends = Vec::new();
+    for prefix in ["src", "dst"] {
+        let which = idx_const(format!("{prefix}.which"));
+        let external = which.eq(idx(n as u64));
+        let addr = Addr::new(&format!("{prefix}.addr"));
+        let b = TableEnd {
+            class: idx_const(format!("{prefix}.base")),
+            external: external.clone(),
+            addr: addr.clone(),
+        };
+        let h = TableEnd {
+            class: idx_const(format!("{prefix}.head")),
+            external: external.clone(),
+            addr: addr.clone(),
+        };
+        solver.assert(which.bvule(idx(n as u64)));
+        for (i, c) in common.iter().enumerate() {
+            let wb = &base.tables.workloads[c.base as usize];
+            let wh = &head.tables.workloads[c.head as usize];
+            solver.assert(which.eq(idx(i as u64)).implies(Bool::and(&[
+                b.class.eq(idx(wb.class as u64)),
+                h.class.eq(idx(wh.class as u64)),
+                addr.is(wb.ips.first().copied()),
+            ])));
+        }
+        let mut outside = vec![addr.valid.clone(), addr.well_formed()];
+        outside.extend(own.iter().map(|ip| addr.is(Some(*ip)).not()));
+        solver.assert(external.implies(Bool::and(&outside)));
+        ends.push((which, b, h));
+    }
+    let [(sw, sb, sh), (dw, db, dh)]: [_; 2] = ends.try_into().expect("two ends");
+    solver.assert(Bool::and(&[sw.eq(idx(n as u64)), dw.eq(idx(n as u64))]).not());
+    for (i, c) in common.iter().enumerate() {
+        let pod = base.tables.workloads[c.base as usize].kind == WorkloadKind::Pod
+            && head.tables.workloads[c.head as usize].kind == WorkloadKind::Pod;
+        if pod {
+            let i = idx(i as u64);
+            solver.assert(Bool::and(&[sw.eq(&i), dw.eq(&i)]).not());
+        }
+    }
+    let in_base = TableEncoding::new(base.tables).allowed(&sb, &db, &svc);
+    let in_head = TableEncoding::new(head.tables).allowed(&sh, &dh, &svc);
+
+    // Which flows a list holds.
+    let index: HashMap<&str, usize> = common
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let end = |name: &str, which: &z3::ast::BV, addr: &Addr| -> Bool {
+        match name
+            .strip_prefix("ip:")
+            .and_then(|c| c.parse::<IpNet>().ok())
+        {
+            Some(net) => Bool::and(&[which.eq(idx(n as u64)), addr.in_cidr(&net)]),
+            None => match index.get(name) {
+                Some(&i) => which.eq(idx(i as u64)),
+                None => Bool::from_bool(false),
+            },
+        }
+    };
+    let holds = |list: &[Change]| -> Bool {
+        let each: Vec<Bool> = list
+            .iter()
+            .map(|c| {
+                let ports: Vec<Bool> = Protocol::ALL
+                    .iter()
+                    .flat_map(|&p| {
+                        let svc = &svc;
+                        c.ports.ranges[p.index()].iter().map(move |&(lo, hi)| {
+                            Bool::and(&[svc.is_protocol(p), svc.in_range(lo, hi)])
+                        })
+                    })
+                    .collect();
+                Bool::and(&[
+                    end(&c.from, &sw, &sb.addr),
+                    end(&c.to, &dw, &db.addr),
+                    Bool::or(&ports),
+                ])
+            })
+            .collect();
+        Bool::or(&each)
+    };
+    let (opened, closed) = (holds(&diff.opened), holds(&diff.closed));
+    let wrong = Bool::or(&[
+        // A change no list holds.
+        Bool::and(&[in_base.iff(&in_head).not(), opened.not(), closed.not()]),
+        // A listed flow that does not change as its list says.
+        Bool::and(&[opened, Bool::and(&[in_base.not(), in_head.clone()]).not()]),
+        Bool::and(&[closed, Bool::and(&[in_base.clone(), in_head.not()]).not()]),
+    ]);
+    solver.assert(wrong);
+    match solver.check() {
+        SatResult::Unsat => Ok(()),
+        SatResult::Unknown => Err(DiffError::Unknown(
+            solver
+                .get_reason_unknown()
+                .unwrap_or_else(|| "unknown".to_owned()),
+        )),
+        SatResult::Sat => {
+            let model = solver.get_model().expect("sat has a model");
+            let value = |x: &z3::ast::BV| {
+                model
+                    .eval(x, true)
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or_default()
+            };
+            let name = |which: &z3::ast::BV, addr: &Addr| match common.get(value(which) as usize) {
+                Some(c) => c.id.clone(),
+                None => addr
+                    .value_in(&model)
+                    .map_or_else(|| "ip:?".to_owned(), |ip| format!("ip:{ip}")),
+            };
+            Err(DiffError::Internal(format!(
+                "the solver finds the flow {} -> {} {}/{} listed wrongly or missed",
+                name(&sw, &sb.addr),
+                name(&dw, &db.addr),
+                value(&svc.port),
+                Protocol::ALL[(value(&svc.protocol) as usize).min(2)],
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(v6: bool, lo: &str, hi: &str) -> Vec<String> {
+        let (_, lo) = bits(lo.parse().unwrap());
+        let (_, hi) = bits(hi.parse().unwrap());
+        cidrs(v6, lo, hi).iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn ranges_become_maximal_cidrs() {
+        assert_eq!(nets(false, "0.0.0.0", "255.255.255.255"), ["0.0.0.0/0"]);
+        assert_eq!(
+            nets(false, "192.0.2.128", "192.0.2.191"),
+            ["192.0.2.128/26"]
+        );
+        assert_eq!(
+            nets(false, "10.0.0.1", "10.0.0.6"),
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]
+        );
+        assert_eq!(
+            nets(true, "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ["::/0"]
+        );
+        assert_eq!(
+            nets(true, "2001:db8::", "2001:db8::ffff"),
+            ["2001:db8::/112"]
+        );
+    }
+
+    #[test]
+    fn port_sets_subtract() {
+        let mut a = PortSet::default();
+        a.ranges[0] = vec![(1, 100), (200, 300)];
+        let mut b = PortSet::default();
+        b.ranges[0] = vec![(50, 60), (100, 250)];
+        b.ranges[1] = vec![(1, 65535)];
+        assert_eq!(a.minus(&b).ranges[0], [(1, 49), (61, 99), (251, 300)]);
+        assert!(b.minus(&b).is_empty());
+        assert_eq!(PortSet::all().minus(&b).ranges[1], []);
+        assert_eq!(PortSet::all().minus(&PortSet::default()), PortSet::all());
+    }
+}
