@@ -38,10 +38,8 @@ fn help(code: Code) -> MultiformatMessageString {
     let mut text = doc.explanation.to_owned();
     let mut markdown = doc.explanation.to_owned();
     for (title, example) in [("Bad", doc.bad), ("Good", doc.good)] {
-        if let Some(example) = example {
-            text.push_str(&format!("\n\n{title}:\n{example}"));
-            markdown.push_str(&format!("\n\n**{title}**\n\n```yaml\n{example}```"));
-        }
+        text.push_str(&format!("\n\n{title}:\n{example}"));
+        markdown.push_str(&format!("\n\n**{title}**\n\n```yaml\n{example}```"));
     }
     MultiformatMessageString::builder()
         .text(text)

@@ -58,9 +58,22 @@ pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
         std::io::stdout().lock().write_all(json.as_bytes())?;
         return Ok(Status::Success);
     }
-    // Write next to the target and rename, so that a failure never leaves a
-    // partial file behind.
     let path = Path::new(&args.output);
+    // A device or a pipe (`/dev/stdout`, `/dev/null`, a FIFO) is written
+    // to, never replaced.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(json.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("ambit: cannot write `{}`: {e}", path.display());
+            return Ok(Status::Error);
+        }
+        return Ok(Status::Success);
+    }
+    // A file is written next to the target and renamed, so that a failure
+    // never leaves a partial file behind.
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

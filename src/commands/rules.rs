@@ -55,13 +55,11 @@ pub fn run(args: &RulesArgs) -> std::io::Result<Status> {
     println!();
     println!("{}", doc.explanation);
     for (title, example) in [("Bad", doc.bad), ("Good", doc.good)] {
-        if let Some(example) = example {
-            println!();
-            println!("{title}:");
-            println!();
-            for line in example.lines() {
-                println!("    {line}");
-            }
+        println!();
+        println!("{title}:");
+        println!();
+        for line in example.lines() {
+            println!("    {line}");
         }
     }
     Ok(Status::Success)

@@ -120,6 +120,41 @@ fn tables_round_trip_and_are_written_atomically() {
     assert_eq!(names.len(), 1);
 }
 
+/// A pipe (or a device such as `/dev/null`) given as the output is written
+/// to, not replaced by a file.
+#[cfg(unix)]
+#[test]
+fn a_pipe_as_output_is_written_to_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("tables.pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    let out = ambit(&["compile", "testdata/demo", "-o", fifo.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        super::util::transcript(&out)
+    );
+    let bytes = reader.join().unwrap();
+    assert!(
+        Tables::from_json(&bytes).is_ok(),
+        "the tables came through the pipe"
+    );
+    assert!(
+        fs::metadata(&fifo).unwrap().file_type().is_fifo(),
+        "still a pipe"
+    );
+}
+
 #[test]
 fn a_table_from_another_format_is_refused() {
     let out = ambit(&["compile", "testdata/demo", "-o", "json"]);

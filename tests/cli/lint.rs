@@ -40,15 +40,39 @@ fn every_rule_fires_on_its_bad_fixture_and_not_on_its_good_one() {
         }
         // The registry shows these very fixtures as its examples.
         let doc = ambit_lint::registry::doc(code);
-        assert_eq!(
-            doc.bad,
-            Some(
-                fs::read_to_string(root().join(&dir).join("bad.yaml"))
-                    .unwrap()
-                    .as_str()
-            )
-        );
+        for (which, shown) in [("bad", doc.bad), ("good", doc.good)] {
+            let file = fs::read_to_string(root().join(&dir).join(format!("{which}.yaml"))).unwrap();
+            assert_eq!(shown, file);
+        }
     }
+}
+
+/// Each loading code's good example (`testdata/good/CODE.yaml`, the fixed
+/// counterpart of its file in `testdata/bad/`) loads without it, and the
+/// registry shows both.
+#[test]
+fn every_loading_code_has_a_fixed_example() {
+    let mut checked = 0;
+    for code in Code::ALL.iter().filter(|c| c.as_str().starts_with("LD")) {
+        let good = root().join(format!("testdata/good/{code}.yaml"));
+        let doc = ambit_lint::registry::doc(*code);
+        assert!(!doc.explanation.is_empty() && !doc.bad.is_empty() && !doc.good.is_empty());
+        if !good.exists() {
+            // Not about a policy file: the path itself, the configuration.
+            assert!(
+                matches!(*code, Code::UnreadablePath | Code::InvalidConfig),
+                "{code} has no testdata/good file"
+            );
+            continue;
+        }
+        assert_eq!(doc.good, fs::read_to_string(&good).unwrap());
+        let rel = format!("testdata/good/{code}.yaml");
+        let out = ambit(&["lint", &rel, "-o", "json", "--fail-on", "error"]);
+        assert_eq!(out.status.code(), Some(0), "{rel}: {}", transcript(&out));
+        assert!(!codes(&out).contains(&code.as_str().to_owned()), "{rel}");
+        checked += 1;
+    }
+    assert_eq!(checked, 33);
 }
 
 #[test]
