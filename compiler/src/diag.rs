@@ -133,6 +133,7 @@ codes! {
     DenyFailsOpenAtL4 = "AP003", "deny-fails-open-at-l4", Warning, "A DENY rule whose from, to or when is only HTTP attributes applies to ambient workloads without a waypoint: ztunnel never matches it.";
     AuthzSelectsNothing = "AP004", "authz-selects-nothing", Warning, "An AuthorizationPolicy applies to no workload (its selector or targetRefs match nothing).";
     HbonePortBlocked = "AP005", "hbone-port-blocked", Warning, "Ambient workloads isolated for ingress by NetworkPolicy do not admit TCP 15008, the HBONE port mesh traffic arrives on.";
+    AllowDeadUnderDeny = "AP006", "allow-dead-under-deny", Warning, "Every request an ALLOW rule admits is denied by DENY policies applying to the same workloads: the rule is dead.";
     SubjectSelectsNothing = "AN001", "subject-selects-nothing", Warning, "An admin policy's subject selects no workload.";
     OverriddenByAdmin = "AN002", "overridden-by-admin", Warning, "Every flow a NetworkPolicy rule admits is denied first by the Admin tier: the two conflict and the rule has no effect.";
     ReachableFromOutside = "RX101", "reachable-from-outside", Info, "A workload admits connections from addresses outside the cluster.";

@@ -97,6 +97,10 @@ pub fn doc(code: Code) -> RuleDoc {
             "Ambient mode carries traffic between pods over HBONE on TCP 15008, and NetworkPolicy is enforced on the host, outside the pod. A workload in the ambient mesh isolated by NetworkPolicy must admit 15008 from the peers it admits on its own ports, or mesh traffic to it is dropped.",
             fixtures!("AP005"),
         ),
+        Code::AllowDeadUnderDeny => (
+            "Istio decides DENY before ALLOW. When every request an ALLOW rule admits, at every workload its policy applies to, is also matched by a DENY policy applying there, the ALLOW rule never allows anything: usually a DENY written too wide. Decided with Z3 in the view of an L7 proxy, over every source (workloads and outside addresses) and every request, or none.",
+            fixtures!("AP006"),
+        ),
         Code::SubjectSelectsNothing => (
             "An admin policy applies to the pods its subject selects (never host-network pods). A subject that selects no workload of the input has no effect.",
             fixtures!("AN001"),

@@ -14,6 +14,11 @@ use ambit_compiler::model::{Direction, Protocol};
 use ambit_compiler::table::Endpoint;
 use ambit_compiler::yaml::Seg;
 
+use ambit_verifier::check::{InventoryEnd, inventory_end};
+use ambit_verifier::encode::authz::{Request, allow_rule_and_deny};
+use ambit_verifier::encode::{Namespaces, Semantics, Service, Vocabulary, set_index_domain};
+use z3::{SatResult, Solver};
+
 use crate::rules::netpol::{key as np_key, selected};
 use crate::sites::ObjectKey;
 use crate::{Context, name_path};
@@ -150,6 +155,113 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         }
     }
     hbone(cx);
+    dead_allows(cx);
+}
+
+/// AP006: with Z3, in the view of an L7 proxy (any request, or none): no
+/// source (a workload or an outside address) and request exist that the
+/// ALLOW rule admits at a workload it applies to and that no DENY policy
+/// there denies.
+fn dead_allows(cx: &mut Context<'_>) {
+    let cluster = cx.cluster;
+    let policies = &cluster.authorization_policies;
+    if cluster.workloads.is_empty() || !policies.iter().any(|p| p.action == Action::Deny) {
+        return;
+    }
+    let layer = &cx.tables.authz;
+    set_index_domain(cluster.workloads.len() + 2 + cluster.namespaces.len());
+    let namespaces = Namespaces::of(cluster);
+    let vocabulary = Vocabulary::of(cluster);
+    let semantics = Semantics::new(cluster, &namespaces, &cx.options.compile);
+    let trust = semantics.trust();
+    let all = cx.representatives(0..cluster.workloads.len());
+    for (pi, p) in policies.iter().enumerate() {
+        if p.action != Action::Allow || p.dry_run {
+            continue;
+        }
+        let Some(index) = layer
+            .policies
+            .iter()
+            .position(|q| q.namespace == p.namespace && q.name == p.name)
+        else {
+            continue;
+        };
+        let index = index as u32;
+        let applies = |c: usize| {
+            layer.classes.get(c).is_some_and(|a| {
+                a.policies.contains(&index) || a.waypoint_policies.contains(&index)
+            })
+        };
+        let members = cx.representatives(workloads_of(cx, applies));
+        if members.is_empty() {
+            continue;
+        }
+        let deny_names: Vec<String> = layer
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(di, d)| {
+                d.action == Action::Deny
+                    && !d.dry_run
+                    && members.iter().any(|&m| {
+                        let c = cx.tables.workloads[m].class as usize;
+                        layer.classes[c].policies.contains(&(*di as u32))
+                            || layer.classes[c].waypoint_policies.contains(&(*di as u32))
+                    })
+            })
+            .map(|(_, d)| format!("`{}/{}`", d.namespace, d.name))
+            .collect();
+        if deny_names.is_empty() {
+            continue;
+        }
+        let solver = Solver::new();
+        let InventoryEnd { pod: dst, .. } = inventory_end(
+            &solver,
+            "dst",
+            cluster,
+            &namespaces,
+            &vocabulary,
+            &members,
+            false,
+        );
+        let InventoryEnd { pod: src, .. } = inventory_end(
+            &solver,
+            "src",
+            cluster,
+            &namespaces,
+            &vocabulary,
+            &all,
+            true,
+        );
+        let svc = Service::new();
+        solver.assert(svc.is_protocol(ambit_compiler::model::Protocol::Tcp));
+        let request = Request::new("request", policies);
+        solver.assert(request.well_formed());
+        let from = semantics.authz_source(&src);
+        let to = semantics.authz_dest(&dst, &svc);
+        for (ri, _) in p.rules.iter().enumerate() {
+            let (matches, denied) =
+                allow_rule_and_deny(policies, &trust, &from, &to, &svc, &request, pi, ri);
+            solver.push();
+            solver.assert(&matches);
+            let can_match = solver.check() == SatResult::Sat;
+            solver.assert(denied.not());
+            let dead = can_match && solver.check() == SatResult::Unsat;
+            solver.pop(1);
+            if dead {
+                cx.report(
+                    Code::AllowDeadUnderDeny,
+                    &key(p),
+                    &[Seg::Key("spec"), Seg::Key("rules"), Seg::Index(ri)],
+                    format!(
+                        "every request this ALLOW rule admits is denied by {}: DENY is decided first, so the rule never allows",
+                        deny_names.join(", ")
+                    ),
+                    "narrow the DENY policy (e.g. with `notPrincipals` or ports) or drop the dead ALLOW rule".into(),
+                );
+            }
+        }
+    }
 }
 
 /// AP005: an ambient workload isolated for ingress by NetworkPolicy takes

@@ -516,6 +516,50 @@ pub fn authorize(
     ])
 }
 
+/// For an L7-capable enforcer (the full view, with the request when
+/// present): whether rule `rule` of the ALLOW policy `policies[allow]`
+/// applies to the destination and matches the connection, and whether a
+/// DENY policy applying there matches it.
+#[allow(clippy::too_many_arguments)]
+pub fn allow_rule_and_deny(
+    policies: &[AuthzPolicy],
+    trust: &TrustDomains,
+    src: &AuthzSource,
+    dst: &AuthzDest,
+    svc: &Service,
+    request: &Request,
+    allow: usize,
+    rule: usize,
+) -> (Bool, Bool) {
+    let identity = Bool::and(&[
+        src.mesh.eq(mesh(MeshMode::None)).not(),
+        Bool::and(&[
+            dst.mesh.eq(mesh(MeshMode::Sidecar)),
+            dst.mode.eq(mtls(MtlsMode::Disable)),
+        ])
+        .not(),
+    ]);
+    let conn = Conn {
+        src,
+        identity,
+        dst_ip: &dst.ip,
+        port: &svc.port,
+        request: Some(request),
+        trust,
+        view: View::Full,
+    };
+    let applies = |i: usize| Bool::or(&[dst.attached[i].clone(), dst.waypoint[i].clone()]);
+    let p = &policies[allow];
+    let matches = Bool::and(&[applies(allow), self::rule(&p.rules[rule], p.action, &conn)]);
+    let denied: Vec<Bool> = policies
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.action == Action::Deny && !d.dry_run)
+        .map(|(i, d)| Bool::and(&[applies(i), policy(d, &conn)]))
+        .collect();
+    (matches, Bool::or(&denied))
+}
+
 /// Some rule of the policy matches.
 fn policy(p: &AuthzPolicy, conn: &Conn<'_>) -> Bool {
     let each: Vec<Bool> = p.rules.iter().map(|r| rule(r, p.action, conn)).collect();
@@ -900,7 +944,7 @@ impl Semantics<'_> {
         }
     }
 
-    fn trust(&self) -> TrustDomains {
+    pub fn trust(&self) -> TrustDomains {
         self.mesh.trust_domains()
     }
 
