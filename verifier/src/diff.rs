@@ -18,7 +18,7 @@
 //! should the solver find a flow, the diff stops with an internal error
 //! instead of a wrong answer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ambit_compiler::authz::Pattern;
@@ -185,9 +185,8 @@ impl Enumerator<'_> {
         }
     }
 
-    /// A change of `ports` from `from` to `to` (named `from_name`,
-    /// `to_name`), with a witness decided on both sides.
-    fn change(&self, from: End, to: End, names: (String, String), ports: PortSet) -> Change {
+    /// What decides the first flow of `ports` in BASE and in HEAD.
+    fn decided(&self, from: End, to: End, ports: &PortSet) -> (Vec<DecidedBy>, Vec<DecidedBy>) {
         let (protocol, port) = ports.first().expect("a change has a port");
         let decided = |v: Version<'_>, head: bool| {
             let probe = Probe {
@@ -202,6 +201,21 @@ impl Enumerator<'_> {
             };
             probe::answer(v.tables, &probe).decided_by
         };
+        (decided(self.base, false), decided(self.head, true))
+    }
+
+    /// A change of `ports` from `from` to `to` (named `names`), its witness
+    /// the first flow, decided as `decided` says (alike for the ends'
+    /// classes).
+    fn change(
+        &self,
+        from: End,
+        to: End,
+        names: (String, String),
+        ports: PortSet,
+        decided: &(Vec<DecidedBy>, Vec<DecidedBy>),
+    ) -> Change {
+        let (protocol, port) = ports.first().expect("a change has a port");
         Change {
             from: names.0,
             to: names.1,
@@ -211,8 +225,8 @@ impl Enumerator<'_> {
                 port,
                 protocol,
             },
-            base: decided(self.base, false),
-            head: decided(self.head, true),
+            base: decided.0.clone(),
+            head: decided.1.clone(),
             ports,
         }
     }
@@ -247,25 +261,54 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
     };
     let mut opened = Vec::new();
     let mut closed = Vec::new();
-    // Workload pairs (a workload to itself too: replicas of a controller
-    // are different pods).
-    for a in 0..common.len() {
-        for b in 0..common.len() {
-            let (from, to) = (End::Workload(a), End::Workload(b));
-            let (pb, ph) = e.ports(from, to);
-            let names = (e.name(from), e.name(to));
-            let (open, close) = (ph.minus(&pb), pb.minus(&ph));
-            if !open.is_empty() {
-                opened.push(e.change(from, to, names.clone(), open));
-            }
-            if !close.is_empty() {
-                closed.push(e.change(from, to, names, close));
+    // Workloads of one class in each version decide alike: one pair of
+    // each pair of groups is asked, and its answer is every pair's. A
+    // workload to itself is a flow too (replicas of a controller are
+    // different pods), but a Pod to itself is always allowed.
+    let mut by_class: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
+    for (i, c) in common.iter().enumerate() {
+        let key = (
+            base.tables.workloads[c.base as usize].class,
+            head.tables.workloads[c.head as usize].class,
+        );
+        by_class.entry(key).or_default().push(i);
+    }
+    let groups: Vec<Vec<usize>> = by_class.into_values().collect();
+    let is_pod = |i: usize| {
+        base.tables.workloads[common[i].base as usize].kind == WorkloadKind::Pod
+            || head.tables.workloads[common[i].head as usize].kind == WorkloadKind::Pod
+    };
+    for ga in &groups {
+        for gb in &groups {
+            let Some((ra, rb)) = ga
+                .iter()
+                .flat_map(|&a| gb.iter().map(move |&b| (a, b)))
+                .find(|&(a, b)| a != b || !is_pod(a))
+            else {
+                continue;
+            };
+            let (pb, ph) = e.ports(End::Workload(ra), End::Workload(rb));
+            for (list, ports) in [(&mut opened, ph.minus(&pb)), (&mut closed, pb.minus(&ph))] {
+                if ports.is_empty() {
+                    continue;
+                }
+                let decided = e.decided(End::Workload(ra), End::Workload(rb), &ports);
+                for &a in ga {
+                    for &b in gb {
+                        if a == b && is_pod(a) {
+                            continue;
+                        }
+                        let (from, to) = (End::Workload(a), End::Workload(b));
+                        list.push(e.change(from, to, (e.name(from), e.name(to)), ports.clone(), &decided));
+                    }
+                }
             }
         }
     }
-    // Outside addresses, to and from each workload: neighbouring pieces
-    // that change alike merge into maximal CIDRs.
-    for w in 0..common.len() {
+    // Outside addresses, to and from each group: neighbouring pieces that
+    // change alike merge into maximal CIDRs.
+    for group in &groups {
+        let w = group[0];
         for inbound in [true, false] {
             let mut runs: Vec<(usize, usize, PortSet, PortSet)> = Vec::new();
             for (p, piece) in pieces.iter().enumerate() {
@@ -295,26 +338,37 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
             for (first, last, open, close) in runs {
                 for net in cidrs(pieces[first].v6, pieces[first].lo, pieces[last].hi) {
                     let outside = End::Outside(net.network());
-                    let (from, to) = if inbound {
-                        (outside, End::Workload(w))
-                    } else {
-                        (End::Workload(w), outside)
-                    };
                     let cidr = format!("ip:{net}");
-                    let names = if inbound {
-                        (cidr, e.name(to))
-                    } else {
-                        (e.name(from), cidr)
-                    };
-                    if !open.is_empty() {
-                        opened.push(e.change(from, to, names.clone(), open.clone()));
-                    }
-                    if !close.is_empty() {
-                        closed.push(e.change(from, to, names, close.clone()));
+                    for (list, ports) in [(&mut opened, &open), (&mut closed, &close)] {
+                        if ports.is_empty() {
+                            continue;
+                        }
+                        let ends = |w: usize| {
+                            if inbound {
+                                (outside, End::Workload(w))
+                            } else {
+                                (End::Workload(w), outside)
+                            }
+                        };
+                        let (from, to) = ends(w);
+                        let decided = e.decided(from, to, ports);
+                        for &m in group {
+                            let (from, to) = ends(m);
+                            let names = if inbound {
+                                (cidr.clone(), e.name(to))
+                            } else {
+                                (e.name(from), cidr.clone())
+                            };
+                            list.push(e.change(from, to, names, ports.clone(), &decided));
+                        }
                     }
                 }
             }
         }
+    }
+    // One order whatever the grouping: by source, then destination.
+    for list in [&mut opened, &mut closed] {
+        list.sort_by(|x, y| (&x.from, &x.to).cmp(&(&y.from, &y.to)));
     }
     let diff = Diff {
         opened,
