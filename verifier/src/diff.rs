@@ -11,6 +11,11 @@
 //! authorization CIDRs), one address of each piece is asked, and pieces
 //! that change alike are merged into maximal CIDRs.
 //!
+//! A flow's decision is a function of its ends (their labels, addresses,
+//! ports, identity), the policies applying to the source's egress and the
+//! destination's ingress, and the mesh settings: only flows with an end
+//! whose own attributes or applying policies changed are asked.
+//!
 //! Then Z3 proves the lists exact over both versions' tables (any common
 //! workloads or outside address, any port, any protocol): no flow outside
 //! them changes, and every flow in them changes as its list says. When the
@@ -274,12 +279,23 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
         by_class.entry(key).or_default().push(i);
     }
     let groups: Vec<Vec<usize>> = by_class.into_values().collect();
+    let dirty = dirty(base, head, &common);
+    let any = |group: &[usize], of: &[bool]| group.iter().any(|&i| of[i]);
     let is_pod = |i: usize| {
         base.tables.workloads[common[i].base as usize].kind == WorkloadKind::Pod
             || head.tables.workloads[common[i].head as usize].kind == WorkloadKind::Pod
     };
+    let dst_dirty: Vec<bool> = groups.iter().map(|g| any(g, &dirty.dst)).collect();
+    let dirty_dst_groups: Vec<usize> = (0..groups.len()).filter(|&g| dst_dirty[g]).collect();
+    let every: Vec<usize> = (0..groups.len()).collect();
     for ga in &groups {
-        for gb in &groups {
+        // A clean source needs asking only towards dirty destinations.
+        let towards = if any(ga, &dirty.src) {
+            &every
+        } else {
+            &dirty_dst_groups
+        };
+        for gb in towards.iter().map(|&g| &groups[g]) {
             let Some((ra, rb)) = ga
                 .iter()
                 .flat_map(|&a| gb.iter().map(move |&b| (a, b)))
@@ -310,6 +326,9 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
     for group in &groups {
         let w = group[0];
         for inbound in [true, false] {
+            if !any(group, if inbound { &dirty.dst } else { &dirty.src }) {
+                continue;
+            }
             let mut runs: Vec<(usize, usize, PortSet, PortSet)> = Vec::new();
             for (p, piece) in pieces.iter().enumerate() {
                 let outside = End::Outside(piece.representative);
@@ -379,8 +398,158 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
     };
     // The proof: Z3 finds no flow outside the lists whose decision
     // changes, and none inside them that does not change as they say.
-    prove(base, head, &common, &diff)?;
+    prove(base, head, &common, &dirty, &diff)?;
     Ok(diff)
+}
+
+/// Which common workloads' flows can change: a flow's decision is a
+/// function of its ends' own attributes (labels, namespace labels, ports,
+/// addresses, identity), the policies that apply to the source's egress and
+/// to the destination's ingress and authorization, and the mesh settings.
+/// A flow whose ends are alike in both versions, with the same policies
+/// applying, is decided alike; only the others are asked (and proved).
+struct Dirty {
+    /// As a source: the workload or its egress policies changed.
+    src: Vec<bool>,
+    /// As a destination: the workload, or its ingress or authorization
+    /// policies changed.
+    dst: Vec<bool>,
+}
+
+fn dirty(base: Version<'_>, head: Version<'_>, common: &[Common]) -> Dirty {
+    let (b, h) = (base.cluster, head.cluster);
+    let everything = b.mesh != h.mesh
+        || b.nodes != h.nodes
+        || b.services != h.services
+        || base.tables.authz.trust != head.tables.authz.trust
+        || base.tables.authz.root_namespace != head.tables.authz.root_namespace;
+    if everything {
+        return Dirty {
+            src: vec![true; common.len()],
+            dst: vec![true; common.len()],
+        };
+    }
+    // Policies that differ (or exist on one side), by kind, namespace, name.
+    let mut changed: BTreeSet<(String, String, String)> = BTreeSet::new();
+    fn differ<T: PartialEq>(
+        changed: &mut BTreeSet<(String, String, String)>,
+        kind: &str,
+        a: BTreeMap<(String, String), &T>,
+        b: BTreeMap<(String, String), &T>,
+    ) {
+        for k in a.keys().chain(b.keys()) {
+            if a.get(k) != b.get(k) {
+                changed.insert((kind.to_owned(), k.0.clone(), k.1.clone()));
+            }
+        }
+    }
+    fn keyed<'c, T>(
+        items: &'c [T],
+        key: impl Fn(&T) -> (String, String),
+    ) -> BTreeMap<(String, String), &'c T> {
+        items.iter().map(|p| (key(p), p)).collect()
+    }
+    let np_key = |p: &ambit_compiler::model::NetworkPolicy| (p.namespace.clone(), p.name.clone());
+    differ(
+        &mut changed,
+        "NetworkPolicy",
+        keyed(&b.network_policies, np_key),
+        keyed(&h.network_policies, np_key),
+    );
+    let admin_key = |p: &ambit_compiler::admin::AdminPolicy| (p.kind.as_str().to_owned(), p.name.clone());
+    let mut admin_changed = BTreeSet::new();
+    differ(
+        &mut admin_changed,
+        "admin",
+        keyed(&b.admin_policies, admin_key),
+        keyed(&h.admin_policies, admin_key),
+    );
+    for (_, kind, name) in admin_changed {
+        changed.insert((kind, String::new(), name));
+    }
+    let authz_key = |p: &ambit_compiler::authz::AuthzPolicy| (p.namespace.clone(), p.name.clone());
+    differ(
+        &mut changed,
+        "AuthorizationPolicy",
+        keyed(&b.authorization_policies, authz_key),
+        keyed(&h.authorization_policies, authz_key),
+    );
+    let peer_key = |p: &ambit_compiler::authz::PeerAuthn| (p.namespace.clone(), p.name.clone());
+    differ(
+        &mut changed,
+        "PeerAuthentication",
+        keyed(&b.peer_authentications, peer_key),
+        keyed(&h.peer_authentications, peer_key),
+    );
+
+    // Per class of a version: does a changed policy apply to its egress,
+    // to its ingress?
+    let classes = |v: Version<'_>| -> (Vec<bool>, Vec<bool>) {
+        let t = v.tables;
+        let policy = |i: u32| {
+            let e = &t.policies[i as usize];
+            changed.contains(&(e.kind.clone(), e.namespace.clone(), e.name.clone()))
+        };
+        let rule = |r: &u32| policy(t.rules[*r as usize].policy);
+        let side = |iso: &ambit_compiler::table::Isolation| {
+            iso.policies.iter().any(|&p| policy(p))
+                || iso.admin.iter().chain(&iso.baseline).chain(&iso.rules).any(rule)
+        };
+        let authz = |name: (&str, &str), kind: &str| {
+            changed.contains(&(kind.to_owned(), name.0.to_owned(), name.1.to_owned()))
+        };
+        let egress = t.egress.iter().map(side).collect();
+        let ingress = t
+            .ingress
+            .iter()
+            .enumerate()
+            .map(|(c, iso)| {
+                side(iso)
+                    || t.authz.classes.get(c).is_some_and(|a| {
+                        a.policies.iter().chain(&a.waypoint_policies).any(|&p| {
+                            let p = &t.authz.policies[p as usize];
+                            authz((&p.namespace, &p.name), "AuthorizationPolicy")
+                        }) || a
+                            .mtls
+                            .from
+                            .iter()
+                            .chain(a.mtls.ports.iter().map(|(_, _, i)| i))
+                            .any(|&i| {
+                                let (ns, name) = &t.authz.peer_authentications[i as usize];
+                                authz((ns, name), "PeerAuthentication")
+                            })
+                    })
+            })
+            .collect();
+        (egress, ingress)
+    };
+    let (b_out, b_in) = classes(base);
+    let (h_out, h_in) = classes(head);
+    let mut out = Dirty {
+        src: Vec::with_capacity(common.len()),
+        dst: Vec::with_capacity(common.len()),
+    };
+    for c in common {
+        let (wb, wh) = (&base.tables.workloads[c.base as usize], &head.tables.workloads[c.head as usize]);
+        let (xb, xh) = (
+            b.workload(&wb.namespace, &wb.name).expect("a workload of the base"),
+            h.workload(&wh.namespace, &wh.name).expect("a workload of the head"),
+        );
+        let ns_labels = |c: &Cluster| c.namespaces.get(&xb.namespace).map(|n| n.labels.clone());
+        let itself = xb.labels != xh.labels
+            || xb.ports != xh.ports
+            || xb.ips != xh.ips
+            || xb.host_network != xh.host_network
+            || xb.service_account != xh.service_account
+            || xb.inject_annotation != xh.inject_annotation
+            || xb.kind != xh.kind
+            || ns_labels(b) != ns_labels(h);
+        out.src
+            .push(itself || b_out[wb.class as usize] || h_out[wh.class as usize]);
+        out.dst
+            .push(itself || b_in[wb.class as usize] || h_in[wh.class as usize]);
+    }
+    out
 }
 
 /// A piece of the outside address space: inclusive bounds and an address
@@ -530,10 +699,12 @@ fn prove(
     base: Version<'_>,
     head: Version<'_>,
     common: &[Common],
+    dirty: &Dirty,
     diff: &Diff,
 ) -> Result<(), DiffError> {
     let n = common.len();
-    if n == 0 {
+    if n == 0 || !dirty.src.iter().chain(&dirty.dst).any(|d| *d) {
+        // Nothing that decides a flow changed.
         return Ok(());
     }
     set_index_domain(
@@ -595,6 +766,18 @@ fn prove(
             solver.assert(Bool::and(&[sw.eq(&i), dw.eq(&i)]).not());
         }
     }
+    // Only flows with a source or a destination that changed can change.
+    let marked = |of: &[bool]| -> Vec<u32> {
+        of.iter()
+            .enumerate()
+            .filter(|(_, d)| **d)
+            .map(|(i, _)| i as u32)
+            .collect()
+    };
+    solver.assert(Bool::or(&[
+        crate::encode::in_ranges(&marked(&dirty.src), &sw),
+        crate::encode::in_ranges(&marked(&dirty.dst), &dw),
+    ]));
     let in_base = TableEncoding::new(base.tables).allowed(&sb, &db, &svc);
     let in_head = TableEncoding::new(head.tables).allowed(&sh, &dh, &svc);
 
