@@ -224,6 +224,11 @@ impl ClassSet {
         self.words.iter().all(|&w| w == 0)
     }
 
+    /// Some class is in both sets.
+    pub fn intersects(&self, other: &ClassSet) -> bool {
+        self.words.iter().zip(&other.words).any(|(a, b)| a & b != 0)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = ClassId> + '_ {
         self.words.iter().enumerate().flat_map(|(i, &w)| {
             (0..64)

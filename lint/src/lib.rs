@@ -68,6 +68,8 @@ pub fn lint(
         findings: Vec::new(),
         reported: Vec::new(),
         shadowed: Vec::new(),
+        pod_labels: universe(cluster.workloads.iter().map(|w| &w.labels)),
+        namespace_labels: universe(cluster.namespaces.values().map(|n| &n.labels)),
     };
     rules::run(&mut cx);
     let mut findings = cx.findings;
@@ -118,6 +120,23 @@ pub(crate) struct Context<'a> {
     pub reported: Vec<(Code, ObjectKey, Vec<Seg>)>,
     /// The rules NP003 found shadowed.
     pub shadowed: Vec<RuleId>,
+    /// Every label key the workloads carry, with its values.
+    pub pod_labels: LabelUniverse,
+    /// Every label key the namespaces carry, with its values.
+    pub namespace_labels: LabelUniverse,
+}
+
+/// Label keys and the values they take.
+pub(crate) type LabelUniverse = std::collections::BTreeMap<String, BTreeSet<String>>;
+
+fn universe<'l>(labels: impl Iterator<Item = &'l Labels>) -> LabelUniverse {
+    let mut out = LabelUniverse::new();
+    for l in labels {
+        for (k, v) in l {
+            out.entry(k.clone()).or_default().insert(v.clone());
+        }
+    }
+    out
 }
 
 /// A rule of a NetworkPolicy: the policy's index in
@@ -143,6 +162,8 @@ pub fn shadowed_rules(cluster: &Cluster, tables: &Tables, options: &LintOptions)
         findings: Vec::new(),
         reported: Vec::new(),
         shadowed: Vec::new(),
+        pod_labels: universe(cluster.workloads.iter().map(|w| &w.labels)),
+        namespace_labels: universe(cluster.namespaces.values().map(|n| &n.labels)),
     };
     rules::shadowed(&mut cx);
     cx.shadowed

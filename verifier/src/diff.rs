@@ -315,7 +315,13 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
                             continue;
                         }
                         let (from, to) = (End::Workload(a), End::Workload(b));
-                        list.push(e.change(from, to, (e.name(from), e.name(to)), ports.clone(), &decided));
+                        list.push(e.change(
+                            from,
+                            to,
+                            (e.name(from), e.name(to)),
+                            ports.clone(),
+                            &decided,
+                        ));
                     }
                 }
             }
@@ -443,10 +449,10 @@ fn dirty(base: Version<'_>, head: Version<'_>, common: &[Common]) -> Dirty {
             }
         }
     }
-    fn keyed<'c, T>(
-        items: &'c [T],
+    fn keyed<T>(
+        items: &[T],
         key: impl Fn(&T) -> (String, String),
-    ) -> BTreeMap<(String, String), &'c T> {
+    ) -> BTreeMap<(String, String), &T> {
         items.iter().map(|p| (key(p), p)).collect()
     }
     let np_key = |p: &ambit_compiler::model::NetworkPolicy| (p.namespace.clone(), p.name.clone());
@@ -456,7 +462,8 @@ fn dirty(base: Version<'_>, head: Version<'_>, common: &[Common]) -> Dirty {
         keyed(&b.network_policies, np_key),
         keyed(&h.network_policies, np_key),
     );
-    let admin_key = |p: &ambit_compiler::admin::AdminPolicy| (p.kind.as_str().to_owned(), p.name.clone());
+    let admin_key =
+        |p: &ambit_compiler::admin::AdminPolicy| (p.kind.as_str().to_owned(), p.name.clone());
     let mut admin_changed = BTreeSet::new();
     differ(
         &mut admin_changed,
@@ -493,7 +500,12 @@ fn dirty(base: Version<'_>, head: Version<'_>, common: &[Common]) -> Dirty {
         let rule = |r: &u32| policy(t.rules[*r as usize].policy);
         let side = |iso: &ambit_compiler::table::Isolation| {
             iso.policies.iter().any(|&p| policy(p))
-                || iso.admin.iter().chain(&iso.baseline).chain(&iso.rules).any(rule)
+                || iso
+                    .admin
+                    .iter()
+                    .chain(&iso.baseline)
+                    .chain(&iso.rules)
+                    .any(rule)
         };
         let authz = |name: (&str, &str), kind: &str| {
             changed.contains(&(kind.to_owned(), name.0.to_owned(), name.1.to_owned()))
@@ -530,10 +542,15 @@ fn dirty(base: Version<'_>, head: Version<'_>, common: &[Common]) -> Dirty {
         dst: Vec::with_capacity(common.len()),
     };
     for c in common {
-        let (wb, wh) = (&base.tables.workloads[c.base as usize], &head.tables.workloads[c.head as usize]);
+        let (wb, wh) = (
+            &base.tables.workloads[c.base as usize],
+            &head.tables.workloads[c.head as usize],
+        );
         let (xb, xh) = (
-            b.workload(&wb.namespace, &wb.name).expect("a workload of the base"),
-            h.workload(&wh.namespace, &wh.name).expect("a workload of the head"),
+            b.workload(&wb.namespace, &wb.name)
+                .expect("a workload of the base"),
+            h.workload(&wh.namespace, &wh.name)
+                .expect("a workload of the head"),
         );
         let ns_labels = |c: &Cluster| c.namespaces.get(&xb.namespace).map(|n| n.labels.clone());
         let itself = xb.labels != xh.labels

@@ -6,7 +6,7 @@ use ambit_compiler::model::{Direction, NetworkPolicy, Peer, PortSpec, Protocol, 
 use ambit_compiler::yaml::Seg;
 use ipnet::IpNet;
 
-use crate::sites::{ObjectKey, Term};
+use crate::sites::ObjectKey;
 use crate::{Context, closest};
 
 pub(crate) fn key(np: &NetworkPolicy) -> ObjectKey {
@@ -190,52 +190,52 @@ fn peers(
 /// NP010: the positive terms of the selector at `path` name labels that
 /// nothing carries.
 fn selector_labels(cx: &mut Context<'_>, key: &ObjectKey, path: &[Seg], namespaces: bool) {
-    let universe: Vec<&ambit_compiler::labels::Labels> = if namespaces {
-        cx.cluster.namespaces.values().map(|n| &n.labels).collect()
+    let universe = if namespaces {
+        &cx.namespace_labels
     } else {
-        cx.cluster.workloads.iter().map(|w| &w.labels).collect()
+        &cx.pod_labels
     };
     if universe.is_empty() {
         return;
     }
     let what = if namespaces { "namespace" } else { "workload" };
-    let terms: Vec<Term> = cx.sites.selector_terms(key, path);
-    for term in terms.iter().filter(|t| t.positive) {
-        let keys: std::collections::BTreeSet<&String> =
-            universe.iter().flat_map(|l| l.keys()).collect();
-        if !keys.contains(&term.key) {
-            let hint = closest(&term.key, keys.iter().copied())
+    let mut found = Vec::new();
+    for term in cx
+        .sites
+        .selector_terms(key, path)
+        .into_iter()
+        .filter(|t| t.positive)
+    {
+        let Some(values) = universe.get(&term.key) else {
+            let hint = closest(&term.key, universe.keys())
                 .map(|c| format!("did you mean `{c}`?"))
                 .unwrap_or_else(|| format!("no {what} has a label with this key"));
-            cx.report_key(
-                Code::UnknownLabel,
-                key,
-                &term.path,
+            found.push((
+                term.path.clone(),
                 format!("no {what} carries the label key `{}`", term.key),
                 hint,
-            );
+            ));
             continue;
-        }
-        let values: std::collections::BTreeSet<&String> =
-            universe.iter().filter_map(|l| l.get(&term.key)).collect();
+        };
         for v in &term.values {
             if !values.contains(v) {
-                let hint = closest(v, values.iter().copied())
+                let hint = closest(v, values.iter())
                     .map(|c| format!("did you mean `{}={c}`?", term.key))
                     .unwrap_or_else(|| {
                         let known: Vec<String> =
                             values.iter().take(5).map(|v| format!("`{v}`")).collect();
                         format!("`{}` has the values {}", term.key, known.join(", "))
                     });
-                cx.report_key(
-                    Code::UnknownLabel,
-                    key,
-                    &term.path,
+                found.push((
+                    term.path.clone(),
                     format!("no {what} carries the label `{}={v}`", term.key),
                     hint,
-                );
+                ));
             }
         }
+    }
+    for (at, message, hint) in found {
+        cx.report_key(Code::UnknownLabel, key, &at, message, hint);
     }
 }
 

@@ -14,11 +14,12 @@
 //! - NP008 a pod that could be deployed in a namespace (any labels) would
 //!   not be isolated for ingress.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use ambit_compiler::admin::Tier;
 use ambit_compiler::diag::Code;
-use ambit_compiler::model::{Direction, NetworkPolicy, Rule};
+use ambit_compiler::model::{Direction, NetworkPolicy, PortSpec, Rule};
+use ambit_compiler::table::{Peers, Tables};
 use ambit_compiler::yaml::Seg;
 use ambit_verifier::check::{InventoryEnd, inventory_end};
 use ambit_verifier::encode::{
@@ -51,6 +52,22 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         .network_policies
         .iter()
         .map(|np| np.namespace.as_str())
+        .collect();
+    let tables = cx.tables;
+    // Table rules by (policy, direction, index), policies by name.
+    let mut table_rules: HashMap<(u32, Direction, u32), Vec<u32>> = HashMap::new();
+    for (t, r) in tables.rules.iter().enumerate() {
+        table_rules
+            .entry((r.policy, r.direction, r.index))
+            .or_default()
+            .push(t as u32);
+    }
+    let policy_index: HashMap<(&str, &str), u32> = tables
+        .policies
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == "NetworkPolicy")
+        .map(|(i, e)| ((e.namespace.as_str(), e.name.as_str()), i as u32))
         .collect();
     for ns in names {
         for direction in [Direction::Ingress, Direction::Egress] {
@@ -108,33 +125,35 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                 Direction::Ingress => &tables.ingress[c],
                 Direction::Egress => &tables.egress[c],
             };
-            let admits: Vec<Bool> = rules
+            // Each rule: the classes its policy selects here, its table rules.
+            let infos: Vec<(Vec<u32>, Vec<u32>)> = rules
                 .iter()
                 .map(|r| {
                     let np = &cluster.network_policies[r.policy];
-                    let Some(p) = tables.policies.iter().position(|e| {
-                        e.kind == "NetworkPolicy"
-                            && e.namespace == np.namespace
-                            && e.name == np.name
-                    }) else {
-                        return Bool::from_bool(false);
+                    let Some(&p) = policy_index.get(&(np.namespace.as_str(), np.name.as_str()))
+                    else {
+                        return (Vec::new(), Vec::new());
                     };
-                    let p = p as u32;
                     let selecting: Vec<u32> = own
                         .iter()
                         .copied()
                         .filter(|&c| isolation(c as usize).policies.contains(&p))
                         .collect();
-                    let matches: Vec<Bool> = tables
-                        .rules
+                    let trules = table_rules
+                        .get(&(p, direction, r.rule as u32))
+                        .cloned()
+                        .unwrap_or_default();
+                    (selecting, trules)
+                })
+                .collect();
+            let admits: Vec<Bool> = infos
+                .iter()
+                .map(|(selecting, trules)| {
+                    let matches: Vec<Bool> = trules
                         .iter()
-                        .enumerate()
-                        .filter(|(_, t)| {
-                            t.policy == p && t.direction == direction && t.index as usize == r.rule
-                        })
-                        .map(|(t, _)| encoding.rule_matches(t as u32, &remote, dst, &svc))
+                        .map(|&t| encoding.rule_matches(t, &remote, dst, &svc))
                         .collect();
-                    Bool::and(&[in_ranges(&selecting, &pod.class), Bool::or(&matches)])
+                    Bool::and(&[in_ranges(selecting, &pod.class), Bool::or(&matches)])
                 })
                 .collect();
             let sat = |extra: &[Bool]| {
@@ -146,9 +165,15 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                 solver.pop(1);
                 r
             };
+            // A concrete flow shows most rules alive; the solver decides the
+            // rest.
             let live: Vec<bool> = admits
                 .iter()
-                .map(|a| sat(std::slice::from_ref(a)) != SatResult::Unsat)
+                .zip(&infos)
+                .map(|(a, info)| {
+                    concretely_alive(tables, direction, info)
+                        || sat(std::slice::from_ref(a)) != SatResult::Unsat
+                })
                 .collect();
             // NP004: a dead rule, unless each of its peers was already
             // found to match nothing (NP002, NP010); it says what a dead named port says.
@@ -200,8 +225,11 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                     removed.insert(i);
                     continue;
                 }
+                // Only rules that could share a flow with this one can cover
+                // it.
                 let others: Vec<Bool> = (0..rules.len())
                     .filter(|j| *j != i && !removed.contains(j))
+                    .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
                     .map(|j| admits[j].clone())
                     .collect();
                 if others.is_empty() {
@@ -218,6 +246,7 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                 });
                 let covering: Vec<String> = (0..rules.len())
                     .filter(|j| *j != i && !removed.contains(j))
+                    .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
                     .filter(|&j| sat(&[admits[i].clone(), admits[j].clone()]) == SatResult::Sat)
                     .take(3)
                     .map(|j| describe(cx, rules[j], direction))
@@ -243,6 +272,103 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         }
     }
     no_default_deny(cx, &Vocabulary::of(cluster));
+}
+
+/// A flow the rule surely admits, found without the solver: a selected
+/// class, a peer, and a port (a named port declared where it resolves).
+fn concretely_alive(
+    tables: &Tables,
+    direction: Direction,
+    (selecting, trules): &(Vec<u32>, Vec<u32>),
+) -> bool {
+    if selecting.is_empty() {
+        return false;
+    }
+    trules.iter().any(|&t| {
+        let rule = &tables.rules[t as usize];
+        let p = &rule.peers;
+        let remote_any =
+            p.all || !p.classes.is_empty() || !p.ip_classes.is_empty() || !p.ip_blocks.is_empty();
+        if !remote_any {
+            return false;
+        }
+        let Some(ports) = &rule.ports else {
+            return true;
+        };
+        ports.iter().any(|spec| {
+            let (name, protocol) = match spec {
+                PortSpec::AnyPort(_) | PortSpec::Range { .. } => return true,
+                PortSpec::Named { name, protocol } => (name, Some(*protocol)),
+                PortSpec::NamedAnyProtocol { name } => (name, None),
+            };
+            let declares = |c: u32| {
+                tables.classes[c as usize].ports.iter().any(|cp| {
+                    cp.name.as_deref() == Some(name.as_str())
+                        && protocol.is_none_or(|pr| pr == cp.protocol)
+                })
+            };
+            match direction {
+                Direction::Ingress => selecting.iter().any(|&c| declares(c)),
+                // The remote end is the destination: a pod the peers match.
+                Direction::Egress => (0..tables.classes.len() as u32).any(|c| {
+                    (p.all || p.classes.contains(c) || p.ip_classes.contains(c)) && declares(c)
+                }),
+            }
+        })
+    })
+}
+
+/// Whether two rules may admit a common flow at a common pod: an
+/// over-approximation (a `false` is exact), to leave out rules that cannot
+/// help cover another.
+fn may_overlap(tables: &Tables, a: &(Vec<u32>, Vec<u32>), b: &(Vec<u32>, Vec<u32>)) -> bool {
+    if !a.0.iter().any(|c| b.0.contains(c)) {
+        return false;
+    }
+    let peers = |p: &Peers, q: &Peers| {
+        p.all
+            || q.all
+            || !p.ip_blocks.is_empty()
+            || !q.ip_blocks.is_empty()
+            || p.classes.intersects(&q.classes)
+            || p.classes.intersects(&q.ip_classes)
+            || p.ip_classes.intersects(&q.classes)
+            || p.ip_classes.intersects(&q.ip_classes)
+    };
+    let protocol = |s: &PortSpec| match s {
+        PortSpec::AnyPort(p)
+        | PortSpec::Range { protocol: p, .. }
+        | PortSpec::Named { protocol: p, .. } => Some(*p),
+        PortSpec::NamedAnyProtocol { .. } => None,
+    };
+    let spec = |x: &PortSpec, y: &PortSpec| match (x, y) {
+        (
+            PortSpec::Range {
+                protocol: p,
+                start: a,
+                end: b,
+            },
+            PortSpec::Range {
+                protocol: q,
+                start: c,
+                end: d,
+            },
+        ) => p == q && a <= d && c <= b,
+        _ => match (protocol(x), protocol(y)) {
+            (Some(p), Some(q)) => p == q,
+            _ => true,
+        },
+    };
+    let ports = |x: &Option<Vec<PortSpec>>, y: &Option<Vec<PortSpec>>| match (x, y) {
+        (Some(x), Some(y)) => x.iter().any(|s| y.iter().any(|t| spec(s, t))),
+        _ => true,
+    };
+    a.1.iter().any(|&s| {
+        b.1.iter().any(|&t| {
+            let (r, q) = (&tables.rules[s as usize], &tables.rules[t as usize]);
+            peers(&r.peers, &q.peers) && ports(&r.ports, &q.ports)
+        })
+    })
 }
 
 /// AN002: every flow the rule admits is denied first by the Admin tier.
