@@ -53,24 +53,7 @@ pub fn lint(
     options: &LintOptions,
 ) -> Vec<Diagnostic> {
     let sites = Sites::new(files, &options.default_namespace);
-    let pod_network = if options.pod_cidrs.is_empty() {
-        infer_pod_network(cluster)
-    } else {
-        options.pod_cidrs.clone()
-    };
-    let mut cx = Context {
-        cluster,
-        tables,
-        options,
-        sites: &sites,
-        pod_network,
-        inferred: options.pod_cidrs.is_empty(),
-        findings: Vec::new(),
-        reported: Vec::new(),
-        shadowed: Vec::new(),
-        pod_labels: universe(cluster.workloads.iter().map(|w| &w.labels)),
-        namespace_labels: universe(cluster.namespaces.values().map(|n| &n.labels)),
-    };
+    let mut cx = Context::new(cluster, tables, options, &sites);
     rules::run(&mut cx);
     let mut findings = cx.findings;
     let mut sorted = ambit_compiler::diag::Diagnostics(std::mem::take(&mut findings));
@@ -152,21 +135,36 @@ pub struct RuleId {
 /// decision (a law the tests hold it to).
 pub fn shadowed_rules(cluster: &Cluster, tables: &Tables, options: &LintOptions) -> Vec<RuleId> {
     let sites = Sites::new(&[], &options.default_namespace);
-    let mut cx = Context {
-        cluster,
-        tables,
-        options,
-        sites: &sites,
-        pod_network: Vec::new(),
-        inferred: true,
-        findings: Vec::new(),
-        reported: Vec::new(),
-        shadowed: Vec::new(),
-        pod_labels: universe(cluster.workloads.iter().map(|w| &w.labels)),
-        namespace_labels: universe(cluster.namespaces.values().map(|n| &n.labels)),
-    };
+    let mut cx = Context::new(cluster, tables, options, &sites);
     rules::shadowed(&mut cx);
     cx.shadowed
+}
+
+impl<'a> Context<'a> {
+    fn new(
+        cluster: &'a Cluster,
+        tables: &'a Tables,
+        options: &'a LintOptions,
+        sites: &'a Sites<'a>,
+    ) -> Self {
+        Context {
+            cluster,
+            tables,
+            options,
+            sites,
+            pod_network: if options.pod_cidrs.is_empty() {
+                infer_pod_network(cluster)
+            } else {
+                options.pod_cidrs.clone()
+            },
+            inferred: options.pod_cidrs.is_empty(),
+            findings: Vec::new(),
+            reported: Vec::new(),
+            shadowed: Vec::new(),
+            pod_labels: universe(cluster.workloads.iter().map(|w| &w.labels)),
+            namespace_labels: universe(cluster.namespaces.values().map(|n| &n.labels)),
+        }
+    }
 }
 
 impl Context<'_> {

@@ -463,14 +463,7 @@ pub fn authorize(
     request: Option<&Request>,
 ) -> Bool {
     let in_mesh = dst.mesh.eq(mesh(MeshMode::None)).not();
-    let identity = Bool::and(&[
-        src.mesh.eq(mesh(MeshMode::None)).not(),
-        Bool::and(&[
-            dst.mesh.eq(mesh(MeshMode::Sidecar)),
-            dst.mode.eq(mtls(MtlsMode::Disable)),
-        ])
-        .not(),
-    ]);
+    let identity = identity(src, dst);
     let strict_refuses = Bool::and(&[identity.not(), dst.mode.eq(mtls(MtlsMode::Strict))]);
     let conn = Conn {
         src,
@@ -531,14 +524,7 @@ pub fn allow_rule_and_deny(
     allow: usize,
     rule: usize,
 ) -> (Bool, Bool) {
-    let identity = Bool::and(&[
-        src.mesh.eq(mesh(MeshMode::None)).not(),
-        Bool::and(&[
-            dst.mesh.eq(mesh(MeshMode::Sidecar)),
-            dst.mode.eq(mtls(MtlsMode::Disable)),
-        ])
-        .not(),
-    ]);
+    let identity = identity(src, dst);
     let conn = Conn {
         src,
         identity,
@@ -558,6 +544,19 @@ pub fn allow_rule_and_deny(
         .map(|(i, d)| Bool::and(&[applies(i), policy(d, &conn)]))
         .collect();
     (matches, Bool::or(&denied))
+}
+
+/// The source's identity reaches the destination's enforcer: the source is
+/// in the mesh, and a sidecar destination does not disable mTLS.
+fn identity(src: &AuthzSource, dst: &AuthzDest) -> Bool {
+    Bool::and(&[
+        src.mesh.eq(mesh(MeshMode::None)).not(),
+        Bool::and(&[
+            dst.mesh.eq(mesh(MeshMode::Sidecar)),
+            dst.mode.eq(mtls(MtlsMode::Disable)),
+        ])
+        .not(),
+    ])
 }
 
 /// Some rule of the policy matches.
