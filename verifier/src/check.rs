@@ -18,7 +18,8 @@ use z3::{SatResult, Solver};
 
 use crate::encode::authz::Request;
 use crate::encode::{
-    Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, idx, idx_const,
+    Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, eval_bool, eval_u64,
+    idx, idx_const,
 };
 
 /// A flow on which the tables and the semantics differ: a compiler bug.
@@ -257,18 +258,8 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
         ),
         SatResult::Sat => {
             let model = solver.get_model().expect("sat has a model");
-            let decision = |b: &Bool| {
-                model
-                    .eval(b, true)
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or_default()
-            };
-            let index = |x: &BV| {
-                model
-                    .eval(x, true)
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or_default() as usize
-            };
+            let decision = |b: &Bool| eval_bool(&model, b);
+            let index = |x: &BV| eval_u64(&model, x) as usize;
             let end = |which: &BV, pod: &Pod| match cluster.workloads.get(index(which)) {
                 Some(w) => w.id(),
                 None => pod.ips[0]
@@ -358,18 +349,8 @@ pub fn compare(a: &Cluster, b: &Cluster, options: &CompileOptions) -> Outcome {
         ),
         SatResult::Sat => {
             let model = solver.get_model().expect("sat has a model");
-            let value = |x: &BV| {
-                model
-                    .eval(x, true)
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or_default()
-            };
-            let decision = |b: &Bool| {
-                model
-                    .eval(b, true)
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or_default()
-            };
+            let value = |x: &BV| eval_u64(&model, x);
+            let decision = |b: &Bool| eval_bool(&model, b);
             let end = |e: &InventoryEnd| match a.workloads.get(value(&e.which) as usize) {
                 Some(w) => w.id(),
                 None => e.pod.ips[0]

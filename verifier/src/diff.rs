@@ -856,12 +856,7 @@ fn prove(
         )),
         SatResult::Sat => {
             let model = solver.get_model().expect("sat has a model");
-            let value = |x: &z3::ast::BV| {
-                model
-                    .eval(x, true)
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or_default()
-            };
+            let value = |x: &z3::ast::BV| crate::encode::eval_u64(&model, x);
             let name = |which: &z3::ast::BV, addr: &Addr| match common.get(value(which) as usize) {
                 Some(c) => c.id.clone(),
                 None => addr

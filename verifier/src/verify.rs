@@ -36,8 +36,8 @@ use z3::{Model, SatResult, Solver};
 use crate::check::is_workload;
 use crate::encode::authz::literal;
 use crate::encode::{
-    Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, add_selector, idx,
-    idx_const, in_ranges, ip_block, selector,
+    Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, add_selector,
+    eval_bool, eval_u64, idx, idx_const, in_ranges, ip_block, selector,
 };
 
 /// The answer for one assertion: the JSON object of `ambit verify -o json`.
@@ -152,20 +152,6 @@ pub fn verify(
 fn is_dns_label(s: &str) -> bool {
     let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     !s.is_empty() && s.chars().all(|c| ok(c) || c == '-') && s.starts_with(ok) && s.ends_with(ok)
-}
-
-fn eval_u64(model: &Model, x: &BV) -> u64 {
-    model
-        .eval(x, true)
-        .and_then(|v| v.as_u64())
-        .unwrap_or_default()
-}
-
-fn eval_bool(model: &Model, x: &Bool) -> bool {
-    model
-        .eval(x, true)
-        .and_then(|v| v.as_bool())
-        .unwrap_or_default()
 }
 
 /// One symbolic end: which of the inventory's workloads (`0..n`), a

@@ -45,6 +45,22 @@ pub fn set_index_domain(largest: usize) {
     INDEX_BITS.with(|b| b.set(bits));
 }
 
+/// The value of a bit-vector in a model (0 when it has none).
+pub fn eval_u64(model: &z3::Model, x: &BV) -> u64 {
+    model
+        .eval(x, true)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_default()
+}
+
+/// The value of a Boolean in a model (false when it has none).
+pub fn eval_bool(model: &z3::Model, x: &Bool) -> bool {
+    model
+        .eval(x, true)
+        .and_then(|v| v.as_bool())
+        .unwrap_or_default()
+}
+
 /// An index literal.
 pub fn idx(v: u64) -> BV {
     BV::from_u64(v, INDEX_BITS.with(|b| b.get()))
