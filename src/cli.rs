@@ -41,6 +41,69 @@ pub enum Command {
     /// What a change opens and closes: the exact flows whose decision
     /// differs between two versions of the policies.
     Diff(Box<DiffArgs>),
+    /// Run the node agent: enforce compiled tables on live traffic (HBONE
+    /// mTLS tunnel, SPIFFE identities, hot reload, access log, metrics).
+    Agent(AgentArgs),
+    /// A certificate authority for agents and workloads (SPIFFE identities).
+    Ca(CaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent configuration (YAML; see the README).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Check the configuration and the tables, then exit (0 when both load).
+    #[arg(long)]
+    pub check: bool,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub command: CaCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a CA for a trust domain: DIR/ca.pem and DIR/ca-key.pem.
+    Init {
+        /// The SPIFFE trust domain, e.g. cluster.local.
+        #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+        trust_domain: String,
+        /// Directory to write into (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Replace an existing CA in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a workload certificate with the SPIFFE ID
+    /// spiffe://TRUST_DOMAIN/ns/NS/sa/SA: OUT/NAME.pem and OUT/NAME-key.pem.
+    Issue {
+        #[arg(long, value_name = "NS")]
+        namespace: String,
+        #[arg(long, value_name = "SA")]
+        service_account: String,
+        /// The CA's directory (ca.pem, ca-key.pem).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        ca: PathBuf,
+        /// Directory to write into (default: the CA's).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// File name stem (default: NS-SA).
+        #[arg(long)]
+        name: Option<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -117,6 +117,8 @@ codes! {
     InvalidBaselineName = "LD032", "invalid-baseline-name", Error, "A BaselineAdminNetworkPolicy is not named `default` (it is a singleton).";
     PriorityTie = "LD033", "priority-tie", Warning, "Two policies of one tier have the same priority and select common pods in one direction; ambit orders them by name, the API leaves the order undefined.";
     InvalidConfig = "LD034", "invalid-config", Error, "The lint configuration (`.ambit.yaml`) is malformed: an unknown key, rule code or severity, or a bad path pattern.";
+    InvalidAgentConfig = "AG001", "invalid-agent-config", Error, "The agent configuration is malformed: an unknown key, a missing or mistyped field, a bad address, duplicate workloads or an inconsistent setting.";
+    InvalidCertificate = "AG002", "invalid-certificate", Error, "A certificate, key or trust bundle named by the agent configuration cannot be read, does not carry one SPIFFE ID in the trust domain, does not match its key, or names another identity than the workload's.";
     PolicySelectsNothing = "NP001", "policy-selects-nothing", Warning, "A NetworkPolicy's podSelector matches no workload of its namespace.";
     PeerMatchesNothing = "NP002", "peer-matches-nothing", Warning, "A peer's namespaceSelector matches no namespace, or its selectors together match no workload.";
     ShadowedRule = "NP003", "shadowed-rule", Warning, "Everything a rule admits is admitted by other rules of policies selecting the same pods.";

@@ -494,6 +494,20 @@ impl Tables {
             })
     }
 
+    /// The source's egress alone: what an enforcer on the source's side
+    /// checks before a flow leaves it. Allocation-free.
+    pub fn decide_egress(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        protocol: Protocol,
+        port: u16,
+    ) -> bool {
+        self.is_self(from, to)
+            || self.sides(from, to)[0]
+                .is_none_or(|(iso, remote, dst)| self.side_allows(iso, remote, dst, protocol, port))
+    }
+
     /// The authorization layer alone, in one view. Only TCP is proxied by the
     /// mesh: other protocols, and destinations outside the inventory, are not
     /// subject to it. `notes` receives what decided.

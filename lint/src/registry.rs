@@ -358,6 +358,20 @@ pub fn doc(code: Code) -> RuleDoc {
                 "rules:\n  NP009: off\n  NP003: info\nignore:\n  - vendor/**\n",
             ),
         ),
+        Code::InvalidAgentConfig => (
+            "The agent configuration (`ambit agent --config FILE`) is one YAML mapping with `node`, `trustDomain`, `caBundle`, `tables`, and optionally `ca`, `listen`, `workloads`, `peers`, `limits`, `reloadInterval` and `accessLog` (see the README). Unknown keys, mistyped values, addresses that do not parse, a workload listed twice or an address given to two workloads are reported where they are written, and the agent does not start.",
+            (
+                "node: node-a\ntrustDomain: cluster.local\ncaBundle: ca.pem\ntables: tables.json\nlisten:\n  inbound: 10.0.0.1       # no port\nworkloads:\n  - workload: web          # not namespace/name\n    address: 10.0.1.5\n    cert: issue\n",
+                "node: node-a\ntrustDomain: cluster.local\ncaBundle: ca.pem\nca: {cert: ca.pem, key: ca-key.pem}\ntables: tables.json\nlisten:\n  inbound: 10.0.0.1:15008\nworkloads:\n  - workload: shop/web\n    address: 10.0.1.5\n    cert: issue\n    serviceAccount: web\n",
+            ),
+        ),
+        Code::InvalidCertificate => (
+            "Every certificate the agent presents or trusts is checked before it starts: the trust bundle must hold CA certificates; a workload certificate must match its key and carry exactly one SPIFFE ID `spiffe://TRUST_DOMAIN/ns/NS/sa/SA` in the agent's trust domain and the workload's namespace (and service account, when `serviceAccount` is given); a `ca` must be for the agent's trust domain. `ambit ca init` and `ambit ca issue` write conforming files.",
+            (
+                "workloads:\n  - workload: shop/web\n    address: 10.0.1.5\n    cert: certs/pay-db.pem      # spiffe://cluster.local/ns/pay/sa/db\n    key: certs/pay-db-key.pem\n",
+                "workloads:\n  - workload: shop/web\n    address: 10.0.1.5\n    cert: certs/shop-web.pem    # spiffe://cluster.local/ns/shop/sa/web\n    key: certs/shop-web-key.pem\n",
+            ),
+        ),
         Code::UnknownWorkload => (
             "A probe names its ends as `namespace/name` of a workload of the input (a Pod, or a controller's pod template) or `ip:ADDRESS`; an unknown name is reported with the closest existing one.",
             (

@@ -1,11 +1,26 @@
 //! # ambit-runtime
 //!
-//! The node agent (`ambit agent`): it will load compiled decision tables,
-//! authenticate peers by SPIFFE identity over mTLS, and allow or refuse each
-//! connection. It reads only [`ambit_compiler::table::Tables`], never YAML.
+//! The node agent (`ambit agent`): it loads compiled decision tables,
+//! authenticates peers by SPIFFE identity over mTLS (HBONE: HTTP/2 CONNECT
+//! over TLS 1.3, as Istio ambient's ztunnel), and allows or refuses each
+//! connection with the very tables the verifier proved. It reads only
+//! [`ambit_compiler::table::Tables`], never policy YAML.
 //!
-//! Today it holds the table loading every part of the agent starts from:
-//! a table is parsed and checked before use, and a bad one is refused.
+//! - [`config`]: the configuration file, validated with located diagnostics;
+//! - [`identity`]: SPIFFE IDs, the CA (`ambit ca`), certificate verifiers;
+//! - [`tables`]: the loaded table and its atomic swap;
+//! - [`agent`]: listeners, decisions, tunnels, reload, revocation, shutdown;
+//! - [`telemetry`]: the access log and the Prometheus metrics.
+
+pub mod agent;
+pub mod config;
+pub mod identity;
+mod io;
+pub mod tables;
+pub mod telemetry;
+
+pub use agent::{Agent, Bound, Reload};
+pub use config::AgentConfig;
 
 use ambit_compiler::table::{TableError, Tables};
 
@@ -27,11 +42,9 @@ pub enum LoadError {
 mod tests {
     #[test]
     fn a_corrupt_table_is_refused() {
-        let dir = std::env::temp_dir().join(format!("ambit-rt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
         std::fs::write(&path, b"{\"format\": \"ambit.tables/v1\"").unwrap();
         assert!(super::load_tables(&path).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

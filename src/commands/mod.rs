@@ -1,5 +1,7 @@
 //! One file per subcommand.
 
+mod agent;
+mod ca;
 mod compile;
 mod diff;
 mod expr;
@@ -36,6 +38,8 @@ pub fn run(cli: Cli) -> std::io::Result<Status> {
         Command::Lint(args) => lint::run(&args, cli.verbose),
         Command::Rules(args) => rules::run(&args),
         Command::Diff(args) => diff::run(&args, cli.verbose),
+        Command::Agent(args) => agent::run(&args, cli.verbose),
+        Command::Ca(args) => ca::run(&args),
     }
 }
 
