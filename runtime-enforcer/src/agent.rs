@@ -406,6 +406,7 @@ impl Agent {
         self.shared.kill.cancel();
         for t in self.tasks {
             t.abort();
+            let _ = t.await;
         }
         let deadline = Instant::now() + Duration::from_secs(1);
         while self.shared.conns.len() > 0 && Instant::now() < deadline {

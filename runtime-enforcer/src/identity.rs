@@ -222,9 +222,15 @@ impl Ca {
     pub fn generate(trust_domain: &str, days: u32) -> Result<Ca, CertError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
+        // The name carries a digest of the key: two CAs of one trust domain
+        // never share a subject, so a certificate of the other is an unknown
+        // issuer, not a bad signature.
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.public_key_pem().as_bytes());
+        let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("ambit CA {trust_domain}"));
+            .push(DnType::CommonName, format!("ambit CA {trust_domain} {tag}"));
         params
             .distinguished_name
             .push(DnType::OrganizationName, trust_domain);
