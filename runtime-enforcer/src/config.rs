@@ -381,7 +381,7 @@ impl Checker<'_> {
         };
 
         let mut workloads = Vec::new();
-        let mut seen_addr: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        let mut seen_addr: BTreeMap<IpAddr, String> = BTreeMap::new();
         let mut seen_name: BTreeMap<String, usize> = BTreeMap::new();
         for (i, w) in spec.workloads.iter().enumerate() {
             let at = |k: &'static str| [Seg::Key("workloads"), Seg::Index(i), Seg::Key(k)];
@@ -402,7 +402,7 @@ impl Checker<'_> {
                 self.bad(
                     Code::InvalidAgentConfig,
                     &at("workload"),
-                    format!("`{}` is listed twice (also item {j})", w.workload),
+                    format!("`{}` is listed twice (also workloads[{j}])", w.workload),
                     "list each workload once",
                 );
             }
@@ -415,11 +415,11 @@ impl Checker<'_> {
                 );
                 continue;
             };
-            if let Some(j) = seen_addr.insert(address, i) {
+            if let Some(other) = seen_addr.insert(address, w.workload.clone()) {
                 self.bad(
                     Code::InvalidAgentConfig,
                     &at("address"),
-                    format!("address {address} is also workload item {j}'s"),
+                    format!("address {address} is also {other}'s"),
                     "an address identifies one workload: give each its own",
                 );
             }

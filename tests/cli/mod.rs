@@ -1,5 +1,6 @@
 //! The CLI, run as a process on real files.
 
+mod agent; // live agents against query on random clusters; ambit ca; agent configuration errors
 mod compile; // tables: determinism whatever the input order, atomic writes
 mod conformance; // testdata/conformance/netpol: 9×9 matrices through `query --probes`
 mod diagnostics; // testdata/bad: one rendered snapshot per diagnostic class, exit 2

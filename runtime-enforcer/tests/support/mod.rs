@@ -125,7 +125,12 @@ impl World {
     /// The configuration text of node `node` among `nodes`, running `pods`.
     pub fn config(&self, node: u8, nodes: u8, pods: &[Pod], extra: &str) -> String {
         let mut s = format!(
-            "node: node-{node}\ntrustDomain: cluster.local\ncaBundle: ca/ca.pem\nca: {{cert: ca/ca.pem, key: ca/ca-key.pem}}\ntables: tables.json\nreloadInterval: 50ms\naccessLog: node-{node}.log\nlisten:\n  inbound: '{}:15008'\n  outbound: '{}:15001'\n  admin: '{}:15021'\n",
+            "node: node-{node}\ntrustDomain: cluster.local\ncaBundle: ca/ca.pem\nca: {{cert: ca/ca.pem, key: ca/ca-key.pem}}\ntables: tables.json\nreloadInterval: 50ms\n{}listen:\n  inbound: '{}:15008'\n  outbound: '{}:15001'\n  admin: '{}:15021'\n",
+            if extra.contains("accessLog:") {
+                String::new()
+            } else {
+                format!("accessLog: node-{node}.log\n")
+            },
             self.node_ip(node),
             self.node_ip(node),
             self.node_ip(node)
