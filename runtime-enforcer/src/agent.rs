@@ -472,7 +472,9 @@ struct Ctx {
     direction: Direction,
     source: End,
     destination: End,
-    decided_by: Vec<DecidedBy>,
+    /// What decided, for `decided_by`: computed only when a log line is
+    /// written (the explanation allocates; the decision does not).
+    decided: Option<(Arc<Loaded>, Endpoint, Endpoint, u16)>,
     generation: u64,
     started: Instant,
 }
@@ -486,6 +488,9 @@ impl Shared {
         reason: Option<String>,
         bytes: crate::io::Carried,
     ) {
+        if !self.log.enabled() {
+            return;
+        }
         self.log.write(&Record {
             time: crate::telemetry::now_rfc3339(),
             node: self.config.node.clone(),
@@ -495,7 +500,11 @@ impl Shared {
             decision,
             reason,
             status: status.as_u16(),
-            decided_by: ctx.decided_by.clone(),
+            decided_by: ctx
+                .decided
+                .as_ref()
+                .map(|(l, from, to, port)| Self::decided_by(l, *from, *to, *port))
+                .unwrap_or_default(),
             table: ctx.generation,
             bytes_sent: bytes.sent,
             bytes_received: bytes.received,
@@ -1043,17 +1052,17 @@ impl Shared {
                 port: None,
             },
             destination: self.end(loaded.as_deref(), dst.ip(), Some(dst.port())),
-            decided_by: Vec::new(),
+            decided: None,
             generation: loaded.as_ref().map_or(0, |l| l.generation),
             started: Instant::now(),
         };
-        if let Some(l) = loaded.as_deref() {
-            ctx.decided_by = Self::decided_by(
-                l,
+        if let Some(l) = &loaded {
+            ctx.decided = Some((
+                l.clone(),
                 Self::local_endpoint(l, w),
                 l.endpoint(dst.ip()),
                 dst.port(),
-            );
+            ));
         }
         if let Err(r) = self.decide_outbound(loaded.as_deref(), local, dst) {
             return (ctx, Err(r));
@@ -1149,7 +1158,7 @@ async fn proxy_connect(
             direction: Direction::Outbound,
             source: shared.end(loaded.as_deref(), peer.ip(), None),
             destination: shared.end(loaded.as_deref(), dst.ip(), Some(dst.port())),
-            decided_by: Vec::new(),
+            decided: None,
             generation: shared.tables.generation(),
             started: Instant::now(),
         };
@@ -1216,7 +1225,7 @@ async fn transparent_loop(shared: Arc<Shared>, listener: TcpListener) {
                         dst.ip(),
                         Some(dst.port()),
                     ),
-                    decided_by: Vec::new(),
+                    decided: None,
                     generation: shared.tables.generation(),
                     started: Instant::now(),
                 };
@@ -1340,7 +1349,7 @@ async fn hbone_connect(
         direction: Direction::Inbound,
         source,
         destination: shared.end(loaded.as_deref(), dst.ip(), Some(dst.port())),
-        decided_by: Vec::new(),
+        decided: None,
         generation: loaded.as_ref().map_or(0, |l| l.generation),
         started: Instant::now(),
     };
@@ -1354,8 +1363,8 @@ async fn hbone_connect(
         return respond(r.status, Some(r.reason));
     }
     let decision = shared.decide_inbound(loaded.as_deref(), &peer, peer_addr.ip(), src, dst);
-    if let Some(l) = loaded.as_deref() {
-        ctx.decided_by = Shared::decided_by(l, l.endpoint(src), l.endpoint(dst.ip()), dst.port());
+    if let Some(l) = &loaded {
+        ctx.decided = Some((l.clone(), l.endpoint(src), l.endpoint(dst.ip()), dst.port()));
     }
     if let Err(r) = decision {
         shared.deny(&ctx, &r);

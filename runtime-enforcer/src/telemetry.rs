@@ -238,6 +238,11 @@ impl AccessLogger {
         })
     }
 
+    /// Whether lines are written anywhere (else records are not built).
+    pub fn enabled(&self) -> bool {
+        self.sink.is_some()
+    }
+
     pub fn write(&self, record: &Record) {
         self.lines
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

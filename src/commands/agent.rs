@@ -60,9 +60,7 @@ pub fn run(args: &AgentArgs, verbose: u8) -> std::io::Result<Status> {
         .try_init();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
+    rt.worker_threads(args.threads.unwrap_or(1).max(1));
     let rt = rt.build()?;
     rt.block_on(async move {
         let agent = match Agent::start(config).await {

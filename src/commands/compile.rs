@@ -58,6 +58,9 @@ pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
         std::io::stdout().lock().write_all(json.as_bytes())?;
         return Ok(Status::Success);
     }
+    if args.output == "configmap" {
+        return configmap(args, &tables, &json);
+    }
     let path = Path::new(&args.output);
     // A device or a pipe (`/dev/stdout`, `/dev/null`, a FIFO) is written
     // to, never replaced.
@@ -103,6 +106,42 @@ pub fn run(args: &CompileArgs, verbose: u8) -> std::io::Result<Status> {
         json.len(),
         tables.input_hash,
     );
+    Ok(Status::Success)
+}
+
+/// The ConfigMap the agents mount: `data["tables.json"]` is the table file,
+/// byte for byte; annotations carry its hashes so that `kubectl get` shows
+/// which table is shipped (the agents' `/tables` shows the same `sha256`).
+fn configmap(
+    args: &CompileArgs,
+    tables: &ambit_compiler::table::Tables,
+    json: &str,
+) -> std::io::Result<Status> {
+    const LIMIT: usize = 1024 * 1024;
+    if json.len() > LIMIT - 4096 {
+        eprintln!(
+            "ambit: the tables are {} bytes; a ConfigMap holds at most 1 MiB. Ship them as a file (-o FILE) in a volume instead",
+            json.len()
+        );
+        return Ok(Status::Error);
+    }
+    let sha256 = ambit_runtime::tables::sha256(json.as_bytes());
+    let cm = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": args.name,
+            "namespace": args.configmap_namespace,
+            "labels": {"app.kubernetes.io/name": "ambit", "app.kubernetes.io/component": "tables"},
+            "annotations": {
+                "ambit.dev/tables-sha256": sha256,
+                "ambit.dev/input-hash": tables.input_hash,
+            },
+        },
+        "data": {"tables.json": json},
+    });
+    let yaml = serde_saphyr::to_string(&cm).map_err(std::io::Error::other)?;
+    std::io::stdout().lock().write_all(yaml.as_bytes())?;
     Ok(Status::Success)
 }
 

@@ -423,3 +423,60 @@ fn a_certificate_for_another_identity_is_refused_where_it_is_named() {
     );
     assert!(err.contains("spiffe://cluster.local/ns/pay/sa/db"), "{err}");
 }
+
+/// `compile -o configmap` carries the table file byte for byte, with its
+/// hash annotated: what every agent's `/tables` then shows.
+#[test]
+fn compile_emits_the_configmap_the_agents_mount() {
+    let args = ["compile", "testdata/demo", "testdata/agents/pods.yaml"];
+    let json = ambit(&args);
+    assert_eq!(json.status.code(), Some(0));
+    let out = ambit(&[&args[..], &["-o", "configmap", "--name", "tables-v2"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let cm: serde_json::Value =
+        serde_saphyr::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["metadata"]["name"], "tables-v2");
+    assert_eq!(cm["metadata"]["namespace"], "ambit-system");
+    let data = cm["data"]["tables.json"].as_str().unwrap();
+    assert_eq!(
+        data.as_bytes(),
+        &json.stdout[..],
+        "the table file, byte for byte"
+    );
+    assert_eq!(
+        cm["metadata"]["annotations"]["ambit.dev/tables-sha256"],
+        ambit_runtime::tables::sha256(&json.stdout)
+    );
+    assert!(ambit_runtime::tables::validate(data.as_bytes(), "cluster.local").is_ok());
+}
+
+/// The shipped manifests parse, and the node configuration they carry is
+/// one the agent reads (certificate files aside, which exist on a node).
+#[test]
+fn the_deploy_manifests_hold_a_valid_agent_configuration() {
+    let text = std::fs::read_to_string(testdata("../deploy/agent.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "ConfigMap", "DaemonSet"]);
+    let pod = &docs[2]["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(
+        docs[2]["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+    let node = docs[1]["data"]["node-a.yaml"].as_str().unwrap();
+    let file = ambit_compiler::source::SourceFile::new("node-a.yaml", node);
+    let errors =
+        ambit_runtime::AgentConfig::parse(&file, std::path::Path::new("/nonexistent")).unwrap_err();
+    // Only the certificate files, which live on the node, are missing.
+    assert!(
+        errors.iter().all(|d| d.code.as_str() == "AG002"),
+        "{errors:?}"
+    );
+}
