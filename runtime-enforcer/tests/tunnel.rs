@@ -791,3 +791,98 @@ async fn no_table_denies_everything_until_one_arrives_through_a_configmap_swap()
     }
     assert!(tokio::net::TcpStream::connect(admin).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_bound_handshakes_pending_connections_and_idle_tunnels() {
+    let world = World::new(BASE);
+    let pods = pods(world.net);
+    let tables = compile(&cluster_yaml(&pods, "web"), world.dir.path());
+    write_atomic(&world.tables_path(), &tables);
+    for p in &pods {
+        for (_, port) in &p.ports {
+            echo(sock(p, *port)).await;
+        }
+    }
+    let agents = world
+        .start(
+            2,
+            &pods,
+            "limits: {handshakeTimeout: 300ms, idleTimeout: 300ms, maxPending: 1}\n",
+        )
+        .await;
+    let (web, db) = (find(&pods, "shop/web"), find(&pods, "pay/db"));
+
+    // An open tunnel with no byte either way is closed after idleTimeout.
+    let mut c = connect(
+        agents[0].bound().outbound.unwrap(),
+        web.ip,
+        sock(db, 5432),
+        "",
+    )
+    .await
+    .unwrap();
+    round_trip(&mut c, b"then silence").await;
+    let t0 = Instant::now();
+    let mut buf = [0u8; 4];
+    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    world
+        .wait_log(2, |l| l["reason"] == "closed: idle timeout")
+        .await;
+
+    // A peer that never finishes its handshake is dropped after
+    // handshakeTimeout; while it is pending, maxPending (1) turns others away.
+    let inbound = agents[1].bound().inbound;
+    let mut stalled = tokio::net::TcpStream::connect(inbound).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut turned_away = tokio::net::TcpStream::connect(inbound).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(1), turned_away.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "dropped at once");
+    let m = agents[1].metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "ambit_connections_denied_total{direction=\"inbound\",reason=\"overload\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let n = tokio::time::timeout(Duration::from_secs(2), stalled.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed after the handshake timeout");
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = metric(
+            &agents[1].metrics(),
+            "ambit_handshake_failures_total{reason=\"timeout\"}",
+        );
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some(1.0));
+    // Once the slot is free, tunnels open again.
+    let mut again = connect(
+        agents[0].bound().outbound.unwrap(),
+        web.ip,
+        sock(db, 5432),
+        "",
+    )
+    .await
+    .unwrap();
+    round_trip(&mut again, b"back").await;
+}
