@@ -486,12 +486,8 @@ impl Tables {
         protocol: Protocol,
         port: u16,
     ) -> bool {
-        self.is_self(from, to)
-            || self.sides(from, to).iter().all(|side| {
-                side.is_none_or(|(iso, remote, dst)| {
-                    self.side_allows(iso, remote, dst, protocol, port)
-                })
-            })
+        self.decide_side(0, from, to, protocol, port)
+            && self.decide_side(1, from, to, protocol, port)
     }
 
     /// The source's egress alone: what an enforcer on the source's side
@@ -503,8 +499,32 @@ impl Tables {
         protocol: Protocol,
         port: u16,
     ) -> bool {
+        self.decide_side(0, from, to, protocol, port)
+    }
+
+    /// The destination's ingress alone (through the tiers). Allocation-free.
+    pub fn decide_ingress(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        protocol: Protocol,
+        port: u16,
+    ) -> bool {
+        self.decide_side(1, from, to, protocol, port)
+    }
+
+    /// One side of [`Tables::sides`] (0: egress, 1: ingress); a pod
+    /// reaching itself is allowed on both.
+    fn decide_side(
+        &self,
+        side: usize,
+        from: Endpoint,
+        to: Endpoint,
+        protocol: Protocol,
+        port: u16,
+    ) -> bool {
         self.is_self(from, to)
-            || self.sides(from, to)[0]
+            || self.sides(from, to)[side]
                 .is_none_or(|(iso, remote, dst)| self.side_allows(iso, remote, dst, protocol, port))
     }
 
@@ -606,7 +626,8 @@ impl Tables {
         [egress, ingress]
     }
 
-    fn is_self(&self, from: Endpoint, to: Endpoint) -> bool {
+    /// A pod reaching itself: allowed whatever the policies say.
+    pub fn is_self(&self, from: Endpoint, to: Endpoint) -> bool {
         match (from, to) {
             (Endpoint::Workload(a), Endpoint::Workload(b)) => {
                 a == b && self.workloads[a as usize].kind == WorkloadKind::Pod

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ambit_compiler::authz::ExtAuthz;
+use ambit_compiler::authz::{ExtAuthz, View};
 use ambit_compiler::model::Protocol;
 use ambit_compiler::probe::{self, DecidedBy, Probe};
 use ambit_compiler::table::Endpoint;
@@ -660,10 +660,23 @@ impl Shared {
         if !t.decide_egress(from, to, Protocol::Tcp, port) {
             return Err(Refusal::new(StatusCode::FORBIDDEN, "egress-denied"));
         }
-        if !t.decide_network(from, to, Protocol::Tcp, port) {
+        if !t.decide_ingress(from, to, Protocol::Tcp, port) {
             return Err(Refusal::new(StatusCode::FORBIDDEN, "ingress-denied"));
         }
-        if !t.decide(from, to, Protocol::Tcp, port) {
+        // Egress and ingress allow it: what remains of `Tables::decide` is
+        // the L4 view of authorization.
+        let authorized = t.is_self(from, to)
+            || t.authorize(
+                from,
+                to,
+                Protocol::Tcp,
+                port,
+                None,
+                ExtAuthz::Unknown,
+                View::L4,
+                None,
+            );
+        if !authorized {
             return Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "authorization-denied",
@@ -1039,6 +1052,24 @@ impl Shared {
         Ok(sender)
     }
 
+    /// Refuse (and log) a connection to the outbound side from an address
+    /// that is no workload of this node.
+    fn refuse_unknown_source(&self, src: IpAddr, dst: SocketAddr) -> Refusal {
+        let loaded = self.tables.get();
+        let ctx = Ctx {
+            direction: Direction::Outbound,
+            source: self.end(loaded.as_deref(), src, None),
+            destination: self.end(loaded.as_deref(), dst.ip(), Some(dst.port())),
+            decided: None,
+            generation: loaded.as_ref().map_or(0, |l| l.generation),
+            started: Instant::now(),
+        };
+        let r = Refusal::new(StatusCode::FORBIDDEN, "unknown-source")
+            .with_detail(format!("{src} is not a workload of this node"));
+        self.deny(&ctx, &r);
+        r
+    }
+
     /// Decide and open an outbound connection for local workload `local`.
     async fn outbound(&self, local: usize, dst: SocketAddr) -> (Ctx, Result<BoxStream, Refusal>) {
         let loaded = self.tables.get();
@@ -1153,18 +1184,7 @@ async fn proxy_connect(
         return respond(StatusCode::BAD_REQUEST, Some("malformed-target"));
     };
     let Some(local) = local_source(&shared, peer) else {
-        let loaded = shared.tables.get();
-        let ctx = Ctx {
-            direction: Direction::Outbound,
-            source: shared.end(loaded.as_deref(), peer.ip(), None),
-            destination: shared.end(loaded.as_deref(), dst.ip(), Some(dst.port())),
-            decided: None,
-            generation: shared.tables.generation(),
-            started: Instant::now(),
-        };
-        let r = Refusal::new(StatusCode::FORBIDDEN, "unknown-source")
-            .with_detail(format!("{} is not a workload of this node", peer.ip()));
-        shared.deny(&ctx, &r);
+        let r = shared.refuse_unknown_source(peer.ip(), dst);
         return respond(r.status, Some(r.reason));
     };
     let (ctx, upstream) = shared.outbound(local, dst).await;
@@ -1217,19 +1237,7 @@ async fn transparent_loop(shared: Arc<Shared>, listener: TcpListener) {
                 return;
             };
             let Some(local) = local_source(&shared, peer) else {
-                let ctx = Ctx {
-                    direction: Direction::Outbound,
-                    source: shared.end(shared.tables.get().as_deref(), peer.ip(), None),
-                    destination: shared.end(
-                        shared.tables.get().as_deref(),
-                        dst.ip(),
-                        Some(dst.port()),
-                    ),
-                    decided: None,
-                    generation: shared.tables.generation(),
-                    started: Instant::now(),
-                };
-                shared.deny(&ctx, &Refusal::new(StatusCode::FORBIDDEN, "unknown-source"));
+                shared.refuse_unknown_source(peer.ip(), dst);
                 return;
             };
             let (ctx, upstream) = shared.outbound(local, dst).await;

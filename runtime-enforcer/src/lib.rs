@@ -21,30 +21,3 @@ pub mod telemetry;
 
 pub use agent::{Agent, Bound, Reload};
 pub use config::AgentConfig;
-
-use ambit_compiler::table::{TableError, Tables};
-
-/// Read and check a decision-table file.
-pub fn load_tables(path: &std::path::Path) -> Result<Tables, LoadError> {
-    let bytes = std::fs::read(path).map_err(LoadError::Io)?;
-    Tables::from_json(&bytes).map_err(LoadError::Table)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("cannot read the tables: {0}")]
-    Io(std::io::Error),
-    #[error(transparent)]
-    Table(TableError),
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_corrupt_table_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.json");
-        std::fs::write(&path, b"{\"format\": \"ambit.tables/v1\"").unwrap();
-        assert!(super::load_tables(&path).is_err());
-    }
-}

@@ -87,8 +87,6 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// Why a table file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RefusedTable {
-    #[error("cannot read the tables: {0}")]
-    Io(#[from] std::io::Error),
     #[error(transparent)]
     Table(#[from] ambit_compiler::table::TableError),
     #[error("the tables are for trust domain `{found}`, the agent's is `{expected}`")]
@@ -149,5 +147,14 @@ impl TableStore {
         let loaded = Arc::new(loaded);
         self.current.store(Some(loaded.clone()));
         loaded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_corrupt_table_is_refused() {
+        let e = super::validate(b"{\"format\": \"ambit.tables/v1\"", "cluster.local");
+        assert!(matches!(e, Err(super::RefusedTable::Table(_))));
     }
 }
