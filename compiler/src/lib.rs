@@ -22,6 +22,7 @@ pub mod diag;
 pub mod istio;
 pub mod labels;
 pub mod load;
+pub mod matrix;
 pub mod model;
 pub mod netpol;
 pub mod probe;

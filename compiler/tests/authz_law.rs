@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use ambit_compiler::authz::ExtAuthz;
 use ambit_compiler::compile::compile_with;
+use ambit_compiler::matrix::Matrix;
 use ambit_compiler::model::Protocol;
 use ambit_compiler::reference::{self, End, World};
 use ambit_compiler::reference_authz::{self, Http, MeshWorld, Src};
@@ -50,6 +51,16 @@ proptest! {
             .collect();
         sources.push((Endpoint::Ip(outside), End::Ip(outside), Src::Ip(outside)));
         let requests = requests();
+        // The all-pairs matrix agrees with `allowed_ports` (which follows
+        // the L4 decision) on every pair of workloads.
+        let matrix = Matrix::compute(&tables, None);
+        let n = tables.workloads.len();
+        for i in 0..n {
+            for j in 0..n {
+                let want = tables.allowed_ports(Endpoint::Workload(i as u32), Endpoint::Workload(j as u32));
+                prop_assert_eq!(matrix.get(i, j), &want, "matrix {} -> {}", i, j);
+            }
+        }
         for (di, dst) in c.cluster.workloads.iter().enumerate() {
             let to = Endpoint::Workload(di as u32);
             for &(from, from_r, src) in &sources {

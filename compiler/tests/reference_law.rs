@@ -10,6 +10,7 @@ mod generators;
 use std::net::IpAddr;
 
 use ambit_compiler::compile::compile;
+use ambit_compiler::matrix::Matrix;
 use ambit_compiler::model::Protocol;
 use ambit_compiler::reference::{self, End, World};
 use ambit_compiler::table::Endpoint;
@@ -37,6 +38,23 @@ proptest! {
             .map(|(i, w)| (Endpoint::Workload(i as u32), End::Pod(w)))
             .collect();
         ends.extend(outside.iter().map(|&ip| (Endpoint::Ip(ip), End::Ip(ip))));
+        // The all-pairs matrix (per pair of classes, with shortcuts) gives
+        // every pair of workloads the ports of `allowed_ports`.
+        let matrix = Matrix::compute(&tables, None);
+        let n = tables.workloads.len();
+        for i in 0..n {
+            for j in 0..n {
+                let want = tables.allowed_ports(Endpoint::Workload(i as u32), Endpoint::Workload(j as u32));
+                prop_assert_eq!(matrix.get(i, j), &want, "matrix {} -> {}", i, j);
+            }
+        }
+        let on_80 = Matrix::compute(&tables, Some((80, Protocol::Tcp)));
+        for i in 0..n {
+            for j in 0..n {
+                let want = tables.decide(Endpoint::Workload(i as u32), Endpoint::Workload(j as u32), Protocol::Tcp, 80);
+                prop_assert_eq!(!on_80.get(i, j).is_empty(), want, "matrix on 80/TCP {} -> {}", i, j);
+            }
+        }
         for &(from_t, from_r) in &ends {
             for &(to_t, to_r) in &ends {
                 if matches!((from_t, to_t), (Endpoint::Ip(_), Endpoint::Ip(_))) {

@@ -1,10 +1,10 @@
 //! `ambit matrix PATHS [--port N --protocol P] -o table|json|csv`
 
-use std::collections::HashMap;
 use std::io::Write;
 
+use ambit_compiler::matrix::Matrix;
 use ambit_compiler::model::Protocol;
-use ambit_compiler::table::{Endpoint, PortSet, Tables};
+use ambit_compiler::table::PortSet;
 use serde::Serialize;
 
 use crate::cli::{MatrixArgs, MatrixFormat};
@@ -35,71 +35,25 @@ pub fn run(args: &MatrixArgs, verbose: u8) -> std::io::Result<Status> {
         .iter()
         .map(|w| format!("{}/{}", w.namespace, w.name))
         .collect();
-    let cells = Cells::compute(&tables, args.port.map(|p| (p, protocol)));
-    let mut out = std::io::stdout().lock();
+    let only = args.port.map(|p| (p, protocol));
+    let cells = Matrix::compute(&tables, only);
+    if verbose > 0 {
+        eprintln!(
+            "matrix: {} workloads, {} classes, {} distinct port sets, {} pairs of classes evaluated port by port",
+            names.len(),
+            tables.classes.len(),
+            cells.sets().len(),
+            cells.evaluated
+        );
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     match args.format {
-        MatrixFormat::Table => table(&mut out, &names, &cells, args.port.map(|p| (p, protocol)))?,
-        MatrixFormat::Csv => csv(&mut out, &names, &cells, args.port.map(|p| (p, protocol)))?,
-        MatrixFormat::Json => json_out(&mut out, &names, &cells, args.port.map(|p| (p, protocol)))?,
+        MatrixFormat::Table => table(&mut out, &names, &cells, only)?,
+        MatrixFormat::Csv => csv(&mut out, &names, &cells, only)?,
+        MatrixFormat::Json => json_out(&mut out, &names, &cells, only)?,
     }
+    out.flush()?;
     Ok(Status::Success)
-}
-
-/// The answer for every ordered pair of workloads, computed once per pair of
-/// classes.
-struct Cells {
-    n: usize,
-    ports: Vec<PortSet>,
-}
-
-impl Cells {
-    fn compute(tables: &Tables, only: Option<(u16, Protocol)>) -> Cells {
-        let n = tables.workloads.len();
-        let mut cache: HashMap<(u32, u32), PortSet> = HashMap::new();
-        let mut ports = Vec::with_capacity(n * n);
-        for i in 0..n as u32 {
-            for j in 0..n as u32 {
-                let (from, to) = (Endpoint::Workload(i), Endpoint::Workload(j));
-                let set = if i == j {
-                    // Self traffic depends on the workload, not only the class.
-                    compute_pair(tables, from, to, only)
-                } else {
-                    let key = (
-                        tables.workloads[i as usize].class,
-                        tables.workloads[j as usize].class,
-                    );
-                    cache
-                        .entry(key)
-                        .or_insert_with(|| compute_pair(tables, from, to, only))
-                        .clone()
-                };
-                ports.push(set);
-            }
-        }
-        Cells { n, ports }
-    }
-
-    fn get(&self, i: usize, j: usize) -> &PortSet {
-        &self.ports[i * self.n + j]
-    }
-}
-
-fn compute_pair(
-    tables: &Tables,
-    from: Endpoint,
-    to: Endpoint,
-    only: Option<(u16, Protocol)>,
-) -> PortSet {
-    match only {
-        None => tables.allowed_ports(from, to),
-        Some((port, proto)) => {
-            let mut set = PortSet::default();
-            if tables.decide(from, to, proto, port) {
-                set.ranges[proto.index()].push((port, port));
-            }
-            set
-        }
-    }
 }
 
 fn allowed(set: &PortSet) -> bool {
@@ -109,14 +63,17 @@ fn allowed(set: &PortSet) -> bool {
 fn table(
     out: &mut impl Write,
     names: &[String],
-    cells: &Cells,
+    cells: &Matrix,
     only: Option<(u16, Protocol)>,
 ) -> std::io::Result<()> {
     let width = names.iter().map(String::len).max().unwrap_or(0);
     let idx_w = names.len().to_string().len().max(2);
     // Without --port, distinct partial port sets get letters in a legend.
-    let mut legend: Vec<PortSet> = Vec::new();
-    let mut symbol = |set: &PortSet| -> String {
+    // Letters in order of first appearance.
+    let mut letters: Vec<Option<usize>> = vec![None; cells.sets().len()];
+    let mut legend: Vec<&PortSet> = Vec::new();
+    let mut symbol = |k: u32| -> String {
+        let set = &cells.sets()[k as usize];
         if only.is_some() {
             return if allowed(set) { "✓" } else { "·" }.to_owned();
         }
@@ -126,14 +83,11 @@ fn table(
         if set.is_empty() {
             return "·".to_owned();
         }
-        let k = match legend.iter().position(|s| s == set) {
-            Some(k) => k,
-            None => {
-                legend.push(set.clone());
-                legend.len() - 1
-            }
-        };
-        letter(k)
+        let l = *letters[k as usize].get_or_insert_with(|| {
+            legend.push(set);
+            legend.len() - 1
+        });
+        letter(l)
     };
     match only {
         Some((port, proto)) => writeln!(
@@ -150,7 +104,7 @@ fn table(
     for (i, name) in names.iter().enumerate() {
         write!(out, "{:>idx_w$} {name:width$} ", i + 1)?;
         for j in 0..names.len() {
-            write!(out, " {:>idx_w$}", symbol(cells.get(i, j)))?;
+            write!(out, " {:>idx_w$}", symbol(cells.index(i, j)))?;
         }
         writeln!(out)?;
     }
@@ -178,22 +132,31 @@ fn letter(k: usize) -> String {
 fn csv(
     out: &mut impl Write,
     names: &[String],
-    cells: &Cells,
+    cells: &Matrix,
     only: Option<(u16, Protocol)>,
 ) -> std::io::Result<()> {
     match only {
         Some(_) => writeln!(out, "from,to,port,protocol,allowed")?,
         None => writeln!(out, "from,to,allowed_ports")?,
     }
+    // Each cell's text once: `,PORTS\n` or `,PORT,PROTOCOL,BOOL\n`.
+    let tails: Vec<Vec<u8>> = cells
+        .sets()
+        .iter()
+        .map(|set| match only {
+            Some((port, proto)) => format!(",{port},{proto},{}\n", allowed(set)).into_bytes(),
+            None => format!(",{set}\n").into_bytes(),
+        })
+        .collect();
+    let mut line = Vec::with_capacity(256);
     for (i, from) in names.iter().enumerate() {
         for (j, to) in names.iter().enumerate() {
-            let set = cells.get(i, j);
-            match only {
-                Some((port, proto)) => {
-                    writeln!(out, "{from},{to},{port},{proto},{}", allowed(set))?
-                }
-                None => writeln!(out, "{from},{to},{set}")?,
-            }
+            line.clear();
+            line.extend_from_slice(from.as_bytes());
+            line.push(b',');
+            line.extend_from_slice(to.as_bytes());
+            line.extend_from_slice(&tails[cells.index(i, j) as usize]);
+            out.write_all(&line)?;
         }
     }
     Ok(())
@@ -212,36 +175,39 @@ enum Pair<'a> {
     Ports {
         from: &'a str,
         to: &'a str,
-        allowed_ports: Vec<PortRange>,
+        allowed_ports: &'a [PortRange],
     },
 }
 
 fn json_out(
     out: &mut impl Write,
     names: &[String],
-    cells: &Cells,
+    cells: &Matrix,
     only: Option<(u16, Protocol)>,
 ) -> std::io::Result<()> {
-    let mut pairs = Vec::with_capacity(names.len() * names.len());
-    for (i, from) in names.iter().enumerate() {
-        for (j, to) in names.iter().enumerate() {
-            let set = cells.get(i, j);
-            pairs.push(match only {
-                Some((port, protocol)) => Pair::Port {
-                    from,
-                    to,
-                    port,
-                    protocol,
-                    allowed: allowed(set),
-                },
-                None => Pair::Ports {
-                    from,
-                    to,
-                    allowed_ports: port_ranges(set),
-                },
-            });
+    let ranges: Vec<Vec<PortRange>> = cells.sets().iter().map(port_ranges).collect();
+    let n = names.len();
+    let pairs = (0..n * n).map(|k| {
+        let (i, j) = (k / n, k % n);
+        let (from, to) = (names[i].as_str(), names[j].as_str());
+        let cell = cells.index(i, j) as usize;
+        match only {
+            Some((port, protocol)) => Pair::Port {
+                from,
+                to,
+                port,
+                protocol,
+                allowed: allowed(&cells.sets()[cell]),
+            },
+            None => Pair::Ports {
+                from,
+                to,
+                allowed_ports: &ranges[cell],
+            },
         }
-    }
-    serde_json::to_writer_pretty(&mut *out, &pairs)?;
+    });
+    // Streamed: one object at a time, never the whole array in memory.
+    let mut ser = serde_json::Serializer::pretty(&mut *out);
+    serde::Serializer::collect_seq(&mut ser, pairs).map_err(std::io::Error::other)?;
     writeln!(out)
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ambit_compiler::table::{Endpoint, PortSet, Tables};
+use ambit_compiler::table::{PortSet, Tables};
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -57,7 +57,7 @@ impl Graph {
             .collect();
         // Two workloads decide as their classes do (but for a pod and itself,
         // left out here): one port set per pair of classes.
-        let mut by_class: std::collections::HashMap<(u32, u32), PortSet> = Default::default();
+        let matrix = ambit_compiler::matrix::Matrix::compute(tables, None);
         let mut edges: BTreeMap<(NodeIndex, NodeIndex), Reach> = BTreeMap::new();
         let n = tables.workloads.len();
         for s in 0..n {
@@ -69,16 +69,7 @@ impl Graph {
                 if a == b {
                     continue;
                 }
-                let classes = (tables.workloads[s].class, tables.workloads[d].class);
-                let ports = by_class
-                    .entry(classes)
-                    .or_insert_with(|| {
-                        tables.allowed_ports(
-                            Endpoint::Workload(s as u32),
-                            Endpoint::Workload(d as u32),
-                        )
-                    })
-                    .clone();
+                let ports = matrix.get(s, d);
                 if ports.is_empty() {
                     continue;
                 }
@@ -86,7 +77,7 @@ impl Graph {
                     ports: PortSet::default(),
                     pairs: 0,
                 });
-                e.ports = e.ports.union(&ports);
+                e.ports = e.ports.union(ports);
                 e.pairs += 1;
             }
         }

@@ -1,0 +1,226 @@
+//! All-pairs connectivity: the ports allowed for every ordered pair of
+//! workloads, computed once per ordered pair of classes.
+//!
+//! Two workloads decide as their classes do (but for a pod reaching itself),
+//! so the matrix holds one cell per pair of classes: an index into the
+//! distinct port sets met. Most pairs are settled by one look at each side
+//! (a side whose entry admits the remote class by no rule denies every port,
+//! or, unisolated with no tier rule for it, allows every one); the others go
+//! through [`Tables::allowed_ports`]. Rows are computed in parallel.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use crate::authz::{MeshMode, MtlsMode};
+use crate::model::{Protocol, WorkloadKind};
+use crate::table::{ClassId, Endpoint, Isolation, PortSet, Tables};
+
+/// Index of the empty port set in [`Matrix::sets`].
+pub const NONE: u32 = 0;
+/// Index of the set of every port of every protocol.
+pub const ALL: u32 = 1;
+
+/// The answer for every ordered pair of workloads.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    classes: usize,
+    /// `cells[s * classes + d]`: index into `sets`.
+    cells: Vec<u32>,
+    sets: Vec<PortSet>,
+    /// Per workload: a pod reaching itself (every port), else its class cell.
+    self_all: Vec<bool>,
+    class_of: Vec<ClassId>,
+    /// Pairs of classes decided through the full per-port evaluation.
+    pub evaluated: usize,
+}
+
+/// What one side decides for a pair of classes, before looking at ports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    DenyAll,
+    AllowAll,
+    Depends,
+}
+
+impl Matrix {
+    /// Every port (or, with `only`, that one port) for every pair.
+    pub fn compute(tables: &Tables, only: Option<(u16, Protocol)>) -> Matrix {
+        let n = tables.classes.len();
+        // Two workloads of each class (the same one when it has one), to ask
+        // the tables about a pair of classes without meeting `is_self`.
+        let mut reps: Vec<(Option<u32>, Option<u32>)> = vec![(None, None); n];
+        for (i, w) in tables.workloads.iter().enumerate() {
+            let r = &mut reps[w.class as usize];
+            match r {
+                (None, _) => r.0 = Some(i as u32),
+                (Some(_), None) => r.1 = Some(i as u32),
+                _ => {}
+            }
+        }
+        let transparent: Vec<bool> = tables
+            .authz
+            .classes
+            .iter()
+            .map(|a| {
+                a.mesh == MeshMode::None
+                    || (a.policies.is_empty()
+                        && a.mtls.mode != MtlsMode::Strict
+                        && a.mtls.ports.iter().all(|p| p.1 != MtlsMode::Strict))
+            })
+            .collect();
+        let all = match only {
+            None => PortSet::all(),
+            Some((port, proto)) => {
+                let mut s = PortSet::default();
+                s.ranges[proto.index()].push((port, port));
+                s
+            }
+        };
+        let rows: Vec<(Vec<u32>, Vec<PortSet>, usize)> = (0..n)
+            .into_par_iter()
+            .map(|s| {
+                let mut local: HashMap<PortSet, u32> = HashMap::new();
+                let mut local_sets: Vec<PortSet> = Vec::new();
+                let mut evaluated = 0;
+                let mut row = Vec::with_capacity(n);
+                let egress = &tables.egress[s];
+                for d in 0..n {
+                    let cell = match (
+                        side(tables, egress, d as ClassId),
+                        side(tables, &tables.ingress[d], s as ClassId),
+                    ) {
+                        (Side::DenyAll, _) | (_, Side::DenyAll) => NONE,
+                        (Side::AllowAll, Side::AllowAll)
+                            if transparent.get(d).copied().unwrap_or(true) =>
+                        {
+                            ALL
+                        }
+                        _ => {
+                            evaluated += 1;
+                            let from = reps[s].0.expect("a class has a workload");
+                            let to = if s == d {
+                                reps[d].1.unwrap_or(from)
+                            } else {
+                                reps[d].0.expect("a class has a workload")
+                            };
+                            let set = pair(tables, from, to, only);
+                            if set.is_empty() {
+                                NONE
+                            } else if set == all {
+                                ALL
+                            } else {
+                                let next = local_sets.len() as u32;
+                                *local.entry(set).or_insert_with_key(|k| {
+                                    local_sets.push(k.clone());
+                                    next
+                                }) | 0x8000_0000
+                            }
+                        }
+                    };
+                    row.push(cell);
+                }
+                (row, local_sets, evaluated)
+            })
+            .collect();
+        let mut sets = vec![PortSet::default(), all];
+        let mut index: HashMap<PortSet, u32> = HashMap::new();
+        let mut cells = Vec::with_capacity(n * n);
+        let mut evaluated = 0;
+        for (row, local_sets, e) in rows {
+            evaluated += e;
+            let map: Vec<u32> = local_sets
+                .into_iter()
+                .map(|set| {
+                    let next = sets.len() as u32;
+                    *index.entry(set).or_insert_with_key(|k| {
+                        sets.push(k.clone());
+                        next
+                    })
+                })
+                .collect();
+            cells.extend(row.into_iter().map(|c| {
+                if c & 0x8000_0000 != 0 {
+                    map[(c & 0x7fff_ffff) as usize]
+                } else {
+                    c
+                }
+            }));
+        }
+        Matrix {
+            classes: n,
+            cells,
+            sets,
+            self_all: tables
+                .workloads
+                .iter()
+                .map(|w| w.kind == WorkloadKind::Pod)
+                .collect(),
+            class_of: tables.workloads.iter().map(|w| w.class).collect(),
+            evaluated,
+        }
+    }
+
+    /// The distinct port sets; a cell is an index into them ([`NONE`] and
+    /// [`ALL`] first).
+    pub fn sets(&self) -> &[PortSet] {
+        &self.sets
+    }
+
+    /// The cell of workloads `i` to `j`.
+    pub fn index(&self, i: usize, j: usize) -> u32 {
+        if i == j && self.self_all[i] {
+            return ALL;
+        }
+        self.cells[self.class_of[i] as usize * self.classes + self.class_of[j] as usize]
+    }
+
+    /// The ports allowed from workload `i` to workload `j`.
+    pub fn get(&self, i: usize, j: usize) -> &PortSet {
+        &self.sets[self.index(i, j) as usize]
+    }
+
+    /// The cell of classes `s` to `d` (two distinct workloads).
+    pub fn class_index(&self, s: ClassId, d: ClassId) -> u32 {
+        self.cells[s as usize * self.classes + d as usize]
+    }
+}
+
+/// One side of a pair of classes at a glance: no rule of any tier admits
+/// the remote class (then an isolated side denies, an unisolated one
+/// allows), an isolated side whose admitting NetworkPolicy rule opens every
+/// port with no admin rule in front, or anything else.
+fn side(tables: &Tables, iso: &Isolation, remote: ClassId) -> Side {
+    let admits = |r: &u32| tables.rules[*r as usize].peers.admits_class(remote);
+    if iso.admin.iter().any(admits) {
+        return Side::Depends;
+    }
+    if iso.isolated() {
+        let mut any = false;
+        for r in iso.rules.iter().filter(|r| admits(r)) {
+            if tables.rules[*r as usize].ports.is_none() {
+                return Side::AllowAll;
+            }
+            any = true;
+        }
+        if any { Side::Depends } else { Side::DenyAll }
+    } else if iso.baseline.iter().any(admits) {
+        Side::Depends
+    } else {
+        Side::AllowAll
+    }
+}
+
+fn pair(tables: &Tables, from: u32, to: u32, only: Option<(u16, Protocol)>) -> PortSet {
+    let (from, to) = (Endpoint::Workload(from), Endpoint::Workload(to));
+    match only {
+        None => tables.allowed_ports(from, to),
+        Some((port, proto)) => {
+            let mut set = PortSet::default();
+            if tables.decide(from, to, proto, port) {
+                set.ranges[proto.index()].push((port, port));
+            }
+            set
+        }
+    }
+}
