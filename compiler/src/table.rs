@@ -272,9 +272,9 @@ pub enum Endpoint {
     Ip(IpAddr),
 }
 
-/// A remote end as a rule sees it.
+/// A remote end as a rule sees it: a workload of a class, or an address.
 #[derive(Debug, Clone, Copy)]
-enum Remote {
+pub enum Remote {
     Class(ClassId),
     Ip(IpAddr),
 }
@@ -780,6 +780,20 @@ impl Tables {
             Some(Tier::Admin) => "NetworkPolicy (none isolates this pod) -> Baseline",
             _ => "default allow",
         }
+    }
+
+    /// Does table rule `rule` admit a flow with `remote` at the other end,
+    /// to a destination of class `dst` (named ports resolve there), on
+    /// `port/proto`?
+    pub fn rule_admits_flow(
+        &self,
+        rule: u32,
+        remote: Remote,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> bool {
+        self.rule_admits(&self.rules[rule as usize], remote, dst, proto, port)
     }
 
     fn rule_admits(

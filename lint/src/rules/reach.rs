@@ -8,7 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ambit_compiler::diag::Code;
+use std::net::IpAddr;
+
 use ambit_compiler::model::Protocol;
+use ambit_compiler::table::Endpoint;
 use ambit_verifier::encode::{
     Addr, Service, TableEncoding, TableEnd, idx, idx_const, set_index_domain,
 };
@@ -71,60 +74,104 @@ pub(crate) fn run(cx: &mut Context<'_>) {
     solver.assert(svc.port.bvuge(BV::from_u64(1, 16)));
     let none = BTreeSet::new();
     for (class, members) in classes {
-        let w = &cluster.workloads[members[0]];
-        let dst = TableEnd::class(idx(class as u64), "dst");
-        let only = BTreeSet::from([class]);
-        solver.push();
-        solver.assert(dst.addr.is(w.ips.first().copied()));
-        solver.assert(encoding.allowed_among(&src, &dst, &svc, [&none, &only]));
-        if solver.check() != SatResult::Sat {
-            solver.pop(1);
+        // An isolated class whose admin and NetworkPolicy rules admit no
+        // address outside the cluster (no block, no rule open to all)
+        // denies every outside source: no question to ask.
+        let iso = &cx.tables.ingress[class as usize];
+        let outside_admitted = iso.admin.iter().chain(&iso.rules).any(|&r| {
+            let p = &cx.tables.rules[r as usize].peers;
+            p.all || !p.ip_blocks.is_empty()
+        });
+        if iso.isolated() && !outside_admitted {
             continue;
         }
+        let w = &cluster.workloads[members[0]];
         // The plainest example: a documentation address, TCP, a port the
-        // workload declares; each kept when it still has a flow.
-        let declared: Vec<Bool> = w
-            .ports
-            .iter()
-            .filter(|p| p.protocol == Protocol::Tcp)
-            .map(|p| svc.port.eq(BV::from_u64(p.port as u64, 16)))
-            .collect();
-        let preferences = [
-            addr.is(Some("203.0.113.7".parse().expect("an address"))),
-            addr.is(Some("2001:db8::7".parse().expect("an address"))),
-            Bool::or(
-                &documentation
-                    .iter()
-                    .map(|n| addr.in_cidr(n))
-                    .collect::<Vec<_>>(),
-            ),
-            svc.is_protocol(Protocol::Tcp),
-            Bool::or(&declared),
-        ];
-        let mut kept = 0;
-        for preference in &preferences {
+        // workload declares. Read from the tables when a documentation
+        // address reaches the workload; otherwise the solver looks.
+        let concrete = || {
+            let to = Endpoint::Workload(members[0] as u32);
+            ["203.0.113.7", "2001:db8::7"]
+                .map(|a| a.parse::<IpAddr>().expect("an address"))
+                .into_iter()
+                .filter(|ip| !taken.contains(ip) && !cx.pod_network.iter().any(|n| n.contains(ip)))
+                .find_map(|ip| {
+                    let set = cx.tables.allowed_ports(Endpoint::Ip(ip), to);
+                    let protocol = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+                        .into_iter()
+                        .find(|p| !set.ranges[p.index()].is_empty())?;
+                    let ranges = &set.ranges[protocol.index()];
+                    let holds =
+                        |port: u16| ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&port));
+                    let port = w
+                        .ports
+                        .iter()
+                        .filter(|p| p.protocol == Protocol::Tcp)
+                        .map(|p| p.port)
+                        .find(|&p| holds(p))
+                        .unwrap_or(ranges[0].0);
+                    Some((ip.to_string(), protocol, port))
+                })
+        };
+        let solved = || {
+            let dst = TableEnd::class(idx(class as u64), "dst");
+            let only = BTreeSet::from([class]);
             solver.push();
-            solver.assert(preference);
-            if solver.check() == SatResult::Sat {
-                kept += 1;
-            } else {
+            solver.assert(dst.addr.is(w.ips.first().copied()));
+            solver.assert(encoding.allowed_among(&src, &dst, &svc, [&none, &only]));
+            if solver.check() != SatResult::Sat {
                 solver.pop(1);
+                return None;
             }
-        }
-        solver.check();
-        let model = solver.get_model().expect("sat has a model");
-        solver.pop(kept + 1);
-        let ip = addr
-            .value_in(&model)
-            .map_or_else(|| "an outside address".to_owned(), |ip| ip.to_string());
-        let port = model
-            .eval(&svc.port, true)
-            .and_then(|v| v.as_u64())
-            .unwrap_or(1);
-        let protocol = model
-            .eval(&svc.protocol, true)
-            .and_then(|v| v.as_u64())
-            .map_or(Protocol::Tcp, |p| Protocol::ALL[(p as usize).min(2)]);
+            // The plainest example: a documentation address, TCP, a port the
+            // workload declares; each kept when it still has a flow.
+            let declared: Vec<Bool> = w
+                .ports
+                .iter()
+                .filter(|p| p.protocol == Protocol::Tcp)
+                .map(|p| svc.port.eq(BV::from_u64(p.port as u64, 16)))
+                .collect();
+            let preferences = [
+                addr.is(Some("203.0.113.7".parse().expect("an address"))),
+                addr.is(Some("2001:db8::7".parse().expect("an address"))),
+                Bool::or(
+                    &documentation
+                        .iter()
+                        .map(|n| addr.in_cidr(n))
+                        .collect::<Vec<_>>(),
+                ),
+                svc.is_protocol(Protocol::Tcp),
+                Bool::or(&declared),
+            ];
+            let mut kept = 0;
+            for preference in &preferences {
+                solver.push();
+                solver.assert(preference);
+                if solver.check() == SatResult::Sat {
+                    kept += 1;
+                } else {
+                    solver.pop(1);
+                }
+            }
+            solver.check();
+            let model = solver.get_model().expect("sat has a model");
+            solver.pop(kept + 1);
+            let ip = addr
+                .value_in(&model)
+                .map_or_else(|| "an outside address".to_owned(), |ip| ip.to_string());
+            let port = model
+                .eval(&svc.port, true)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(1);
+            let protocol = model
+                .eval(&svc.protocol, true)
+                .and_then(|v| v.as_u64())
+                .map_or(Protocol::Tcp, |p| Protocol::ALL[(p as usize).min(2)]);
+            Some((ip, protocol, port as u16))
+        };
+        let Some((ip, protocol, port)) = concrete().or_else(solved) else {
+            continue;
+        };
         let isolated = cx.tables.ingress[class as usize].isolated();
         for &i in &members {
             let w = &cluster.workloads[i];

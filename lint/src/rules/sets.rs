@@ -18,8 +18,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use ambit_compiler::admin::Tier;
 use ambit_compiler::diag::Code;
-use ambit_compiler::model::{Direction, NetworkPolicy, PortSpec, Rule};
-use ambit_compiler::table::{Peers, Tables};
+use ambit_compiler::model::{Direction, NetworkPolicy, PortSpec, Protocol, Rule};
+use ambit_compiler::table::{Peers, Remote, Tables};
 use ambit_compiler::yaml::Seg;
 use ambit_verifier::check::{InventoryEnd, inventory_end};
 use ambit_verifier::encode::{
@@ -146,16 +146,21 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                     (selecting, trules)
                 })
                 .collect();
-            let admits: Vec<Bool> = infos
-                .iter()
-                .map(|(selecting, trules)| {
-                    let matches: Vec<Bool> = trules
-                        .iter()
-                        .map(|&t| encoding.rule_matches(t, &remote, dst, &svc))
-                        .collect();
-                    Bool::and(&[in_ranges(selecting, &pod.class), Bool::or(&matches)])
-                })
-                .collect();
+            // Each rule's flows as a formula, built when the solver is asked.
+            let admits_cache: Vec<std::cell::OnceCell<Bool>> =
+                infos.iter().map(|_| std::cell::OnceCell::new()).collect();
+            let admits = |i: usize| -> Bool {
+                admits_cache[i]
+                    .get_or_init(|| {
+                        let (selecting, trules) = &infos[i];
+                        let matches: Vec<Bool> = trules
+                            .iter()
+                            .map(|&t| encoding.rule_matches(t, &remote, dst, &svc))
+                            .collect();
+                        Bool::and(&[in_ranges(selecting, &pod.class), Bool::or(&matches)])
+                    })
+                    .clone()
+            };
             let sat = |extra: &[Bool]| {
                 solver.push();
                 for b in extra {
@@ -167,12 +172,12 @@ pub(crate) fn run(cx: &mut Context<'_>) {
             };
             // A concrete flow shows most rules alive; the solver decides the
             // rest.
-            let live: Vec<bool> = admits
+            let live: Vec<bool> = infos
                 .iter()
-                .zip(&infos)
-                .map(|(a, info)| {
+                .enumerate()
+                .map(|(i, info)| {
                     concretely_alive(tables, direction, info)
-                        || sat(std::slice::from_ref(a)) != SatResult::Unsat
+                        || sat(&[admits(i)]) != SatResult::Unsat
                 })
                 .collect();
             // NP004: a dead rule, unless each of its peers was already
@@ -227,16 +232,28 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                 }
                 // Only rules that could share a flow with this one can cover
                 // it.
-                let others: Vec<Bool> = (0..rules.len())
+                let others: Vec<usize> = (0..rules.len())
                     .filter(|j| *j != i && !removed.contains(j))
                     .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
-                    .map(|j| admits[j].clone())
                     .collect();
                 if others.is_empty() {
                     continue;
                 }
-                if sat(&[admits[i].clone(), Bool::or(&others).not()]) != SatResult::Unsat {
-                    continue;
+                // One other rule that holds all this one admits proves it
+                // shadowed; a flow only this rule admits, found without the
+                // solver, proves it is not. The solver decides the rest.
+                let cover: Vec<&Info> = others.iter().map(|&j| &infos[j]).collect();
+                let contained = cover.iter().any(|o| covers(tables, o, &infos[i]));
+                if !contained {
+                    if concrete_flow(tables, direction, &infos[i], &cover, |flow| {
+                        !cover.iter().any(|o| admits_flow(tables, o, flow))
+                    }) {
+                        continue;
+                    }
+                    let others: Vec<Bool> = others.into_iter().map(admits).collect();
+                    if sat(&[admits(i), Bool::or(&others).not()]) != SatResult::Unsat {
+                        continue;
+                    }
                 }
                 removed.insert(i);
                 cx.shadowed.push(crate::RuleId {
@@ -247,7 +264,13 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                 let covering: Vec<String> = (0..rules.len())
                     .filter(|j| *j != i && !removed.contains(j))
                     .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
-                    .filter(|&j| sat(&[admits[i].clone(), admits[j].clone()]) == SatResult::Sat)
+                    .filter(|&j| {
+                        covers(tables, &infos[j], &infos[i])
+                            || concrete_flow(tables, direction, &infos[i], &[&infos[j]], |flow| {
+                                admits_flow(tables, &infos[j], flow)
+                            })
+                            || sat(&[admits(i), admits(j)]) == SatResult::Sat
+                    })
                     .take(3)
                     .map(|j| describe(cx, rules[j], direction))
                     .collect();
@@ -318,10 +341,225 @@ fn concretely_alive(
     })
 }
 
+/// A rule as the set rules see it: the classes its policy selects in the
+/// namespace, and its table rules.
+type Info = (Vec<u32>, Vec<u32>);
+
+/// One concrete flow: the selected pod's class, the remote end, the class
+/// whose named ports apply, protocol and port.
+#[derive(Clone, Copy)]
+struct Flow {
+    pod: u32,
+    remote: Remote,
+    dst: Option<u32>,
+    proto: Protocol,
+    port: u16,
+}
+
+fn admits_flow(tables: &Tables, (selecting, trules): &Info, f: &Flow) -> bool {
+    selecting.contains(&f.pod)
+        && trules
+            .iter()
+            .any(|&t| tables.rule_admits_flow(t, f.remote, f.dst, f.proto, f.port))
+}
+
+/// Is there a flow `rule` admits for which `want` holds, among a few
+/// concrete ones: each class the rule's policy selects here; remote classes
+/// its peers admit (some of them), and addresses of its blocks (a block's
+/// first and last, the first after each `except`) or of the documentation
+/// ranges for a rule open to every peer; the bounds of its ports and of the
+/// `near` rules' (named ports resolved at the destination). `false` says
+/// nothing: the solver decides.
+fn concrete_flow(
+    tables: &Tables,
+    direction: Direction,
+    rule: &Info,
+    near: &[&Info],
+    want: impl Fn(&Flow) -> bool,
+) -> bool {
+    const REMOTE_CLASSES: usize = 32;
+    let (selecting, trules) = rule;
+    let mut remotes: Vec<Remote> = Vec::new();
+    let mut ports: BTreeSet<u16> = BTreeSet::from([1, 65535]);
+    let bounds = |specs: &Option<Vec<PortSpec>>, ports: &mut BTreeSet<u16>| {
+        for spec in specs.iter().flatten() {
+            if let PortSpec::Range { start, end, .. } = spec {
+                ports.extend([
+                    *start,
+                    *end,
+                    start.saturating_sub(1).max(1),
+                    end.saturating_add(1),
+                ]);
+            }
+        }
+    };
+    for &t in trules {
+        let r = &tables.rules[t as usize];
+        let p = &r.peers;
+        bounds(&r.ports, &mut ports);
+        if p.all {
+            remotes.extend(
+                ["203.0.113.7", "2001:db8::7"].map(|a| Remote::Ip(a.parse().expect("an address"))),
+            );
+            remotes.extend(
+                (0..tables.classes.len() as u32)
+                    .take(REMOTE_CLASSES)
+                    .map(Remote::Class),
+            );
+        }
+        remotes.extend(
+            p.classes
+                .iter()
+                .chain(p.ip_classes.iter())
+                .take(REMOTE_CLASSES)
+                .map(Remote::Class),
+        );
+        for b in &p.ip_blocks {
+            let net = b.cidr;
+            let mut candidates = vec![net.network(), net.broadcast()];
+            candidates.extend(b.except.iter().filter_map(|e| next_address(e.broadcast())));
+            remotes.extend(
+                candidates
+                    .into_iter()
+                    .filter(|&a| b.contains(a))
+                    .map(Remote::Ip),
+            );
+        }
+    }
+    for o in near {
+        for &t in &o.1 {
+            bounds(&tables.rules[t as usize].ports, &mut ports);
+        }
+    }
+    for &pod in selecting {
+        for &remote in &remotes {
+            let dst = match (direction, remote) {
+                (Direction::Ingress, _) => Some(pod),
+                (Direction::Egress, Remote::Class(c)) => Some(c),
+                (Direction::Egress, Remote::Ip(_)) => None,
+            };
+            // Named ports: the destination's declared ports.
+            let declared = dst
+                .map(|c| tables.classes[c as usize].ports.iter().map(|p| p.port))
+                .into_iter()
+                .flatten();
+            for port in ports.iter().copied().chain(declared) {
+                for proto in Protocol::ALL {
+                    let flow = Flow {
+                        pod,
+                        remote,
+                        dst,
+                        proto,
+                        port,
+                    };
+                    if admits_flow(tables, rule, &flow) && want(&flow) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Does `outer` admit every flow `inner` admits? A sufficient condition
+/// (`false` says nothing): `outer`'s policy selects every class `inner`'s
+/// does, and each table rule of `inner` is held by one of `outer`: its peers
+/// within the other's, its ports within the other's.
+fn covers(tables: &Tables, outer: &Info, inner: &Info) -> bool {
+    inner.0.iter().all(|c| outer.0.contains(c))
+        && inner.1.iter().all(|&t| {
+            let r = &tables.rules[t as usize];
+            outer.1.iter().any(|&u| {
+                let q = &tables.rules[u as usize];
+                peers_within(&r.peers, &q.peers) && ports_within(&r.ports, &q.ports)
+            })
+        })
+}
+
+fn peers_within(p: &Peers, q: &Peers) -> bool {
+    if q.all {
+        return true;
+    }
+    if p.all {
+        return false;
+    }
+    let held = |c: u32| q.classes.contains(c) || q.ip_classes.contains(c);
+    p.classes.iter().all(held)
+        && p.ip_classes.iter().all(held)
+        && p.ip_blocks.iter().all(|b| {
+            q.ip_blocks.iter().any(|o| {
+                o.cidr.contains(&b.cidr)
+                    && o.except.iter().all(|e| {
+                        // What `o` leaves out of `b` must be left out by `b`.
+                        let cut = if b.cidr.contains(e) {
+                            *e
+                        } else if e.contains(&b.cidr) {
+                            b.cidr
+                        } else {
+                            return true;
+                        };
+                        b.except.iter().any(|x| x.contains(&cut))
+                    })
+            })
+        })
+}
+
+fn ports_within(p: &Option<Vec<PortSpec>>, q: &Option<Vec<PortSpec>>) -> bool {
+    let (Some(p), Some(q)) = (p, q) else {
+        return q.is_none();
+    };
+    p.iter().all(|s| {
+        q.iter().any(|t| match (s, t) {
+            (PortSpec::AnyPort(a), PortSpec::AnyPort(b)) => a == b,
+            (PortSpec::Range { protocol: a, .. }, PortSpec::AnyPort(b)) => a == b,
+            (PortSpec::Named { protocol: a, .. }, PortSpec::AnyPort(b)) => a == b,
+            (
+                PortSpec::Range {
+                    protocol: a,
+                    start: s1,
+                    end: e1,
+                },
+                PortSpec::Range {
+                    protocol: b,
+                    start: s2,
+                    end: e2,
+                },
+            ) => a == b && s2 <= s1 && e1 <= e2,
+            (
+                PortSpec::Named {
+                    protocol: a,
+                    name: n,
+                },
+                PortSpec::Named {
+                    protocol: b,
+                    name: m,
+                },
+            ) => a == b && n == m,
+            (PortSpec::NamedAnyProtocol { name: n }, PortSpec::NamedAnyProtocol { name: m }) => {
+                n == m
+            }
+            _ => false,
+        })
+    })
+}
+
+/// The address after `a`, if any.
+fn next_address(a: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    match a {
+        std::net::IpAddr::V4(v) => u32::from(v)
+            .checked_add(1)
+            .map(|n| std::net::Ipv4Addr::from(n).into()),
+        std::net::IpAddr::V6(v) => u128::from(v)
+            .checked_add(1)
+            .map(|n| std::net::Ipv6Addr::from(n).into()),
+    }
+}
+
 /// Whether two rules may admit a common flow at a common pod: an
 /// over-approximation (a `false` is exact), to leave out rules that cannot
 /// help cover another.
-fn may_overlap(tables: &Tables, a: &(Vec<u32>, Vec<u32>), b: &(Vec<u32>, Vec<u32>)) -> bool {
+fn may_overlap(tables: &Tables, a: &Info, b: &Info) -> bool {
     if !a.0.iter().any(|c| b.0.contains(c)) {
         return false;
     }
