@@ -19,6 +19,21 @@ Parameters:
                          K > 1: workloads are apps/v1 Deployments named <app>
                          with replicas K (the last of a namespace may have
                          fewer).
+  --authz N              Istio AuthorizationPolicies (default 0). With N > 0
+                         every app namespace and monitoring are in the mesh
+                         (label istio-injection=enabled): per-app ALLOW
+                         policies naming the callers' service accounts and
+                         ports, a share with L7 attributes (methods, paths),
+                         namespace-wide ALLOWs for monitoring, DENYs from dev
+                         into prod.
+  --admin N              ClusterNetworkPolicies (default 0): Admin-tier guard
+                         rails (deny the cloud metadata endpoint, accept
+                         Prometheus scrapes, pass DNS), team rules by
+                         priority, and a Baseline tier (deny dev -> prod).
+  --revision R           R deterministic edits of the NetworkPolicies (default
+                         0): a port added, a rule removed, a namespace label
+                         changed — a second version of the same repository,
+                         for `ambit diff`.
   --seed S               random seed (default 1). The same parameters give
                          byte-identical output.
   --out DIR              output directory (required). Created if needed; files
@@ -29,6 +44,8 @@ Layout of DIR:
   namespaces.yaml        every Namespace (labels team, env)
   workloads/<ns>.yaml    ServiceAccounts and Pods (or Deployments) of <ns>
   policies/<ns>.yaml     NetworkPolicies of <ns> (only namespaces that have any)
+  istio/<ns>.yaml        AuthorizationPolicies of <ns> (with --authz)
+  cluster/admin.yaml     ClusterNetworkPolicies (with --admin)
 
 A one-line summary goes to standard error.
 """
@@ -382,6 +399,8 @@ class Cluster:
         for ns in self.namespaces:
             labels = {"team": ns.team, "env": ns.env}
             labels.update(ns.extra_labels)
+            if self.args.authz > 0 and ns.kind != "system":
+                labels["istio-injection"] = "enabled"
             docs.append({"apiVersion": "v1", "kind": "Namespace",
                          "metadata": {"name": ns.name, "labels": labels}})
         return docs
@@ -860,11 +879,161 @@ class PolicyGen:
 # ---------------------------------------------------------------------------
 
 
+class IstioGen:
+    """AuthorizationPolicies, as a mesh repository holds them."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random):
+        self.c = cluster
+        self.rng = rng
+        self.by_ns: dict[str, list] = {ns.name: [] for ns in cluster.namespaces}
+        self.names: set = set()
+        self.total = 0
+
+    def add(self, ns: Ns, name: str, spec: dict):
+        base, k = name, 2
+        while (ns.name, name) in self.names:
+            name = f"{base}-{k}"
+            k += 1
+        self.names.add((ns.name, name))
+        self.by_ns[ns.name].append({
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": ns.name}, "spec": spec})
+        self.total += 1
+
+    @staticmethod
+    def principal(ns: Ns, app: App) -> str:
+        return f"cluster.local/ns/{ns.name}/sa/{app.sa}"
+
+    def one(self, ns: Ns):
+        rng = self.rng
+        app = rng.choice(ns.apps)
+        kind = wchoice(rng, ["allow-callers", "allow-l7", "allow-monitoring", "deny-dev"],
+                       [55, 20, 15, 10])
+        selector = {"matchLabels": {"app": app.name}}
+        ports = [str(p[1]) for p in app.ports if p[2] == "TCP"] or ["8080"]
+        if kind in ("allow-callers", "allow-l7"):
+            callers = [a for a in ns.apps if a.tier in UPSTREAM[app.tier] and a is not app]
+            callers = rng.sample(callers, min(len(callers), rng.randint(1, 3))) or [app]
+            to = {"operation": {"ports": ports}}
+            if kind == "allow-l7":
+                to["operation"]["methods"] = rng.choice([["GET"], ["GET", "POST"]])
+                to["operation"]["paths"] = [rng.choice(["/api/*", "/v1/*", "/healthz"])]
+            rule = {"from": [{"source": {"principals": sorted(
+                {self.principal(ns, a) for a in callers})}}], "to": [to]}
+            self.add(ns, f"{app.name}-{kind}", {"selector": selector, "action": "ALLOW",
+                                                 "rules": [rule]})
+        elif kind == "allow-monitoring":
+            self.add(ns, "allow-monitoring", {"action": "ALLOW", "rules": [{
+                "from": [{"source": {"namespaces": ["monitoring"]}}],
+                "to": [{"operation": {"ports": ["9090"]}}]}]})
+        else:
+            if ns.env != "prod":
+                return self.one(ns) if rng.random() < 0.9 else None
+            dev = sorted({n.name for n in self.c.app_namespaces
+                          if n.env == "dev" and n.team == ns.team})[:5]
+            if not dev:
+                return None
+            self.add(ns, f"{app.name}-deny-dev", {"selector": selector, "action": "DENY",
+                                                  "rules": [{"from": [{"source": {
+                                                      "namespaces": dev}}]}]})
+
+    def generate(self, total: int):
+        targets = [ns for ns in self.c.app_namespaces if ns.apps]
+        if not targets:
+            return
+        weights = [len(ns.apps) for ns in targets]
+        guard = 0
+        while self.total < total and guard < total * 20:
+            guard += 1
+            self.one(wchoice(self.rng, targets, weights))
+
+
+class AdminGen:
+    """ClusterNetworkPolicies (policy.networking.k8s.io/v1alpha2)."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random):
+        self.c = cluster
+        self.rng = rng
+        self.docs: list = []
+
+    def add(self, name: str, spec: dict):
+        self.docs.append({"apiVersion": "policy.networking.k8s.io/v1alpha2",
+                          "kind": "ClusterNetworkPolicy", "metadata": {"name": name},
+                          "spec": spec})
+
+    def generate(self, total: int):
+        rng = self.rng
+        fixed = [
+            ("deny-cloud-metadata", {"tier": "Admin", "priority": 10,
+                                     "subject": {"namespaces": {}},
+                                     "egress": [{"name": "metadata", "action": "Deny",
+                                                 "to": [{"networks": ["169.254.169.254/32"]}]}]}),
+            ("accept-prometheus", {"tier": "Admin", "priority": 20,
+                                   "subject": {"namespaces": {}},
+                                   "ingress": [{"name": "scrape", "action": "Accept",
+                                                "from": [{"namespaces": {"matchLabels": {
+                                                    NS_NAME_LABEL: "monitoring"}}}],
+                                                "protocols": [{"tcp": {"destinationPort": {
+                                                    "range": {"start": 9090, "end": 9100}}}}]}]}),
+            ("pass-dns", {"tier": "Admin", "priority": 30,
+                          "subject": {"namespaces": {}},
+                          "egress": [{"name": "dns", "action": "Pass",
+                                      "to": [{"namespaces": {"matchLabels": {
+                                          NS_NAME_LABEL: "kube-system"}}}],
+                                      "protocols": [{"udp": {"destinationPort": {"number": 53}}},
+                                                    {"tcp": {"destinationPort": {"number": 53}}}]}]}),
+            ("baseline-deny-dev-to-prod", {"tier": "Baseline", "priority": 10,
+                                           "subject": {"namespaces": {"matchLabels": {"env": "prod"}}},
+                                           "ingress": [{"name": "from-dev", "action": "Deny",
+                                                        "from": [{"namespaces": {"matchLabels": {
+                                                            "env": "dev"}}}]}]}),
+        ]
+        for name, spec in fixed[:total]:
+            self.add(name, spec)
+        teams = sorted({ns.team for ns in self.c.app_namespaces})
+        k = 0
+        while len(self.docs) < total and teams:
+            k += 1
+            team = rng.choice(teams)
+            other = rng.choice(teams)
+            action = wchoice(rng, ["Deny", "Pass", "Accept"], [4, 4, 2])
+            port = rng.choice([5432, 6379, 8080, 8443])
+            self.add(f"team-{team}-{k}", {
+                "tier": "Admin", "priority": rng.randint(100, 900),
+                "subject": {"namespaces": {"matchLabels": {"team": team}}},
+                "ingress": [{"name": f"from-{other}", "action": action,
+                             "from": [{"namespaces": {"matchLabels": {"team": other, "env": rng.choice(ENVS)}}}],
+                             "protocols": [{"tcp": {"destinationPort": {"number": port}}}]}]})
+
+
+def revise(gen: "PolicyGen", count: int, rng: random.Random) -> int:
+    """`count` edits of the NetworkPolicies: what a pull request changes."""
+    docs = [d for ns in sorted(gen.by_ns) for d in gen.by_ns[ns]]
+    with_ingress = [d for d in docs if d["spec"].get("ingress")]
+    done = 0
+    for _ in range(count):
+        if not with_ingress:
+            break
+        d = rng.choice(with_ingress)
+        rules = d["spec"]["ingress"]
+        edit = rng.choice(["open-port", "drop-rule", "relabel"])
+        if edit == "open-port" and rules[0].get("ports"):
+            rules[0]["ports"] = rules[0]["ports"] + [{"protocol": "TCP",
+                                                      "port": rng.choice([22, 3306, 9000, 15000])}]
+        elif edit == "drop-rule" and len(rules) > 1:
+            rules.pop()
+        else:
+            rules.append({"from": [{"namespaceSelector": {"matchLabels": {
+                "team": rng.choice(TEAMS)}}}], "ports": [{"protocol": "TCP", "port": 8080}]})
+        done += 1
+    return done
+
+
 def clean(out: str):
     p = os.path.join(out, "namespaces.yaml")
     if os.path.isfile(p):
         os.remove(p)
-    for sub in ("workloads", "policies"):
+    for sub in ("workloads", "policies", "istio", "cluster"):
         d = os.path.join(out, sub)
         if os.path.isdir(d):
             for f in os.listdir(d):
@@ -878,13 +1047,16 @@ def main(argv=None) -> int:
     ap.add_argument("--policies", type=int, default=300)
     ap.add_argument("--namespaces", type=int, default=None)
     ap.add_argument("--pods-per-workload", type=int, default=1)
+    ap.add_argument("--authz", type=int, default=0)
+    ap.add_argument("--admin", type=int, default=0)
+    ap.add_argument("--revision", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.namespaces is None:
         args.namespaces = max(2, args.pods // 50)
-    if args.pods < 0 or args.policies < 0:
-        ap.error("--pods and --policies must be >= 0")
+    if min(args.pods, args.policies, args.authz, args.admin, args.revision) < 0:
+        ap.error("--pods, --policies, --authz, --admin and --revision must be >= 0")
     if args.namespaces < 2:
         ap.error("--namespaces must be >= 2 (kube-system and at least one more)")
     if args.pods_per_workload < 1:
@@ -896,12 +1068,20 @@ def main(argv=None) -> int:
     cluster = Cluster(args)
     gen = PolicyGen(cluster, random.Random(args.seed * 7919 + 17))
     gen.generate(args.policies)
+    edits = revise(gen, args.revision, random.Random(args.seed * 31 + args.revision))
+    istio = IstioGen(cluster, random.Random(args.seed * 104729 + 3))
+    istio.generate(args.authz)
+    admin = AdminGen(cluster, random.Random(args.seed * 15485863 + 5))
+    admin.generate(args.admin)
 
     os.makedirs(os.path.join(args.out, "workloads"), exist_ok=True)
     os.makedirs(os.path.join(args.out, "policies"), exist_ok=True)
     clean(args.out)
     params = (f"--pods {args.pods} --policies {args.policies} --namespaces {args.namespaces} "
               f"--pods-per-workload {args.pods_per_workload} --seed {args.seed}")
+    for flag in ("authz", "admin", "revision"):
+        if getattr(args, flag):
+            params += f" --{flag} {getattr(args, flag)}"
     banner = f"# Generated by bench/gen_cluster.py {params}. Do not edit.\n"
     files = 0
     write_docs(os.path.join(args.out, "namespaces.yaml"), banner, cluster.namespace_docs())
@@ -919,11 +1099,24 @@ def main(argv=None) -> int:
             header = banner + f"# NetworkPolicies of namespace {ns.name} (baseline: {ns.deny}).\n"
             write_docs(os.path.join(args.out, "policies", f"{ns.name}.yaml"), header, pols)
             files += 1
+        if istio.by_ns[ns.name]:
+            os.makedirs(os.path.join(args.out, "istio"), exist_ok=True)
+            header = banner + f"# AuthorizationPolicies of namespace {ns.name}.\n"
+            write_docs(os.path.join(args.out, "istio", f"{ns.name}.yaml"), header,
+                       istio.by_ns[ns.name])
+            files += 1
+    if admin.docs:
+        os.makedirs(os.path.join(args.out, "cluster"), exist_ok=True)
+        write_docs(os.path.join(args.out, "cluster", "admin.yaml"),
+                   banner + "# ClusterNetworkPolicies.\n", admin.docs)
+        files += 1
     pods = sum(a.replicas for ns in cluster.namespaces for a in ns.apps)
     kind = "Pod" if args.pods_per_workload == 1 else "Deployment"
     elapsed = time.perf_counter() - start
     print(f"gen_cluster: {len(cluster.namespaces)} namespaces, {pods} pods "
-          f"({workload_objects} {kind} objects), {gen.total} policies, {files} files "
+          f"({workload_objects} {kind} objects), {gen.total} policies, "
+          f"{istio.total} AuthorizationPolicies, {len(admin.docs)} ClusterNetworkPolicies, "
+          f"{edits} edits, {files} files "
           f"in {args.out} ({elapsed:.2f}s)", file=sys.stderr)
     return 0
 
