@@ -782,6 +782,27 @@ impl Tables {
         }
     }
 
+    /// What the Admin tier decides for one direction of `class` (the first
+    /// of its Admin-tier rules that matches, with its action; none: the flow
+    /// goes on to the NetworkPolicies), with `remote` at the other end, to a
+    /// destination of class `dst`, on `port/proto`.
+    pub fn admin_decision(
+        &self,
+        class: ClassId,
+        direction: Direction,
+        remote: Remote,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> Option<Action> {
+        let iso = match direction {
+            Direction::Ingress => &self.ingress[class as usize],
+            Direction::Egress => &self.egress[class as usize],
+        };
+        self.first_match(&iso.admin, remote, dst, proto, port)
+            .map(|(_, action)| action)
+    }
+
     /// Does table rule `rule` admit a flow with `remote` at the other end,
     /// to a destination of class `dst` (named ports resolve there), on
     /// `port/proto`?

@@ -284,25 +284,6 @@ impl Context<'_> {
     }
 }
 
-/// The cluster as the pods of namespace `ns` see it: only its
-/// NetworkPolicies (the others select no pod there), and a vocabulary of the
-/// labels the remaining policies read (no other label changes a decision),
-/// so that questions about one namespace stay small.
-pub(crate) fn focus(cluster: &Cluster, ns: &str) -> (Cluster, ambit_verifier::encode::Vocabulary) {
-    let mut sub = cluster.clone();
-    sub.network_policies.retain(|np| np.namespace == ns);
-    let full = ambit_verifier::encode::Vocabulary::of(&sub);
-    let bare = Cluster {
-        workloads: Vec::new(),
-        ..sub.clone()
-    };
-    let mut vocabulary = ambit_verifier::encode::Vocabulary::of(&bare);
-    vocabulary.ip_slots = full.ip_slots;
-    vocabulary.port_slots = full.port_slots;
-    vocabulary.authz = full.authz;
-    (sub, vocabulary)
-}
-
 /// `metadata.name`: where findings about a whole object point.
 pub(crate) fn name_path() -> Vec<Seg> {
     vec![Seg::Key("metadata"), Seg::Key("name")]

@@ -1,8 +1,8 @@
 //! Rules that are questions about sets of flows or of pods, answered by Z3
-//! through `ambit-verifier`'s encodings: NP003 and NP004 over the decision
-//! tables (classes of workloads that decide alike; `compile --check` proves
-//! the tables equal to the semantics), AN002 over the policy semantics (the
-//! tables keep no tier apart), NP008 over label sets:
+//! through `ambit-verifier`'s encodings: NP003, NP004 and AN002 over the
+//! decision tables (classes of workloads that decide alike, with each
+//! class's Admin-tier rules in order; `compile --check` proves the tables
+//! equal to the semantics), NP008 over label sets:
 //!
 //! - NP004 a rule admits nothing: no selected pod, remote end (a workload or
 //!   any address outside the cluster), port and protocol it admits;
@@ -16,15 +16,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ambit_compiler::admin::Tier;
+use ambit_compiler::admin::{Action, Tier};
 use ambit_compiler::diag::Code;
 use ambit_compiler::model::{Direction, NetworkPolicy, PortSpec, Protocol, Rule};
 use ambit_compiler::table::{Peers, Remote, Tables};
 use ambit_compiler::yaml::Seg;
-use ambit_verifier::check::{InventoryEnd, inventory_end};
 use ambit_verifier::encode::{
-    Decision, Labels, Namespaces, Semantics, Service, TableEncoding, TableEnd, Vocabulary, idx,
-    idx_const, in_ranges, selector, set_index_domain,
+    Labels, Service, TableEncoding, TableEnd, Vocabulary, idx, idx_const, in_ranges, selector,
+    set_index_domain,
 };
 use z3::ast::Bool;
 use z3::{SatResult, Solver};
@@ -46,7 +45,6 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         return;
     }
     set_index_domain(cluster.workloads.len() + 2 + cluster.namespaces.len());
-    let namespaces = Namespaces::of(cluster);
     let admin = cluster.admin_policies.iter().any(|p| p.tier == Tier::Admin);
     let names: BTreeSet<&str> = cluster
         .network_policies
@@ -287,10 +285,32 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                     "remove the rule, or narrow the rules that cover it if it was meant to be the only way in".into(),
                 );
             }
-            // AN002, over the semantics (the tables keep no tier apart).
+            // AN002: every flow a live rule admits is denied first by the
+            // Admin tier. A concrete flow the rule admits and the Admin tier
+            // does not deny shows most rules are not; the solver decides the
+            // rest.
             if admin {
-                let dead: Vec<bool> = live.iter().map(|l| !l).collect();
-                overridden(cx, &namespaces, ns, direction, &rules, &dead);
+                let denied = encoding.admin_denies(direction, &pod.class, &remote, dst, &svc, &own);
+                for (i, r) in rules.iter().enumerate() {
+                    if !live[i]
+                        || concrete_flow(tables, direction, &infos[i], &[], |f| {
+                            tables
+                                .admin_decision(f.pod, direction, f.remote, f.dst, f.proto, f.port)
+                                != Some(Action::Deny)
+                        })
+                        || sat(&[admits(i), denied.not()]) != SatResult::Unsat
+                    {
+                        continue;
+                    }
+                    let np = &cluster.network_policies[r.policy];
+                    cx.report(
+                        Code::OverriddenByAdmin,
+                        &key(np),
+                        &rule_path(direction, r.rule),
+                        "every flow this rule admits is denied first by the Admin tier (ClusterNetworkPolicy / AdminNetworkPolicy): the policies conflict and this rule has no effect".into(),
+                        "`ambit query` on one of its flows shows the admin rule that decides; change that rule to Pass to delegate to NetworkPolicy".into(),
+                    );
+                }
             }
         }
     }
@@ -607,68 +627,6 @@ fn may_overlap(tables: &Tables, a: &Info, b: &Info) -> bool {
             peers(&r.peers, &q.peers) && ports(&r.ports, &q.ports)
         })
     })
-}
-
-/// AN002: every flow the rule admits is denied first by the Admin tier.
-fn overridden(
-    cx: &mut Context<'_>,
-    namespaces: &Namespaces,
-    ns: &str,
-    direction: Direction,
-    rules: &[RuleRef],
-    dead: &[bool],
-) {
-    let cluster = cx.cluster;
-    let (sub, vocabulary) = crate::focus(cluster, ns);
-    let vocabulary = &vocabulary;
-    let semantics = Semantics::new(&sub, namespaces, &cx.options.compile);
-    let members: Vec<usize> = cx.representatives(
-        cluster
-            .workloads
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.namespace == ns && !w.host_network)
-            .map(|(i, _)| i),
-    );
-    let all: Vec<usize> = cx.representatives(0..cluster.workloads.len());
-    let solver = Solver::new();
-    let InventoryEnd { pod, .. } = inventory_end(
-        &solver, "pod", cluster, namespaces, vocabulary, &members, false,
-    );
-    let InventoryEnd { pod: remote, .. } = inventory_end(
-        &solver, "remote", cluster, namespaces, vocabulary, &all, true,
-    );
-    let svc = Service::new();
-    solver.assert(svc.protocol.bvule(idx(2)));
-    let dst = match direction {
-        Direction::Ingress => &pod,
-        Direction::Egress => &remote,
-    };
-    let denied = semantics
-        .tier(Tier::Admin, direction, &pod, &remote, dst, &svc)
-        .is(Decision::Deny);
-    for (r, dead) in rules.iter().zip(dead) {
-        if *dead {
-            continue;
-        }
-        let np = &cluster.network_policies[r.policy];
-        let rule = &np.rules(direction).expect("rules of the direction")[r.rule];
-        solver.push();
-        solver.assert(semantics.np_selects(np, &pod));
-        solver.assert(semantics.np_rule(np, rule, &remote, dst, &svc));
-        solver.assert(denied.not());
-        let conflict = solver.check() == SatResult::Unsat;
-        solver.pop(1);
-        if conflict {
-            cx.report(
-                Code::OverriddenByAdmin,
-                &key(np),
-                &rule_path(direction, r.rule),
-                "every flow this rule admits is denied first by the Admin tier (ClusterNetworkPolicy / AdminNetworkPolicy): the policies conflict and this rule has no effect".into(),
-                "`ambit query` on one of its flows shows the admin rule that decides; change that rule to Pass to delegate to NetworkPolicy".into(),
-            );
-        }
-    }
 }
 
 /// `policy` ingress rule N (1-based, as people count).

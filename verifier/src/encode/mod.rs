@@ -1088,6 +1088,48 @@ impl<'a> TableEncoding<'a> {
         Bool::or(&each)
     }
 
+    /// The Admin tier denies one direction of the class `own` (one of
+    /// `classes`) for a flow with the end `remote`; `dst` is the
+    /// destination end.
+    pub fn admin_denies(
+        &self,
+        direction: Direction,
+        own: &BV,
+        remote: &TableEnd,
+        dst: &TableEnd,
+        svc: &Service,
+        classes: &[u32],
+    ) -> Bool {
+        let entries = match direction {
+            Direction::Egress => &self.tables.egress,
+            Direction::Ingress => &self.tables.ingress,
+        };
+        let each: Vec<Bool> = classes
+            .iter()
+            .map(|&c| {
+                let admin = self.chain(&entries[c as usize].admin, remote, dst, svc);
+                Bool::and(&[own.eq(idx(c as u64)), admin.is(Decision::Deny)])
+            })
+            .collect();
+        Bool::or(&each)
+    }
+
+    /// The decision of a tier's rules, in evaluation order (the first that
+    /// matches decides).
+    fn chain(&self, ids: &[u32], remote: &TableEnd, dst: &TableEnd, svc: &Service) -> TierDecision {
+        let mut d = TierDecision::none();
+        for &r in ids.iter().rev() {
+            let rule = &self.tables.rules[r as usize];
+            let action = match rule.action {
+                Some(Action::Accept) => Decision::Accept,
+                Some(Action::Deny) => Decision::Deny,
+                Some(Action::Pass) | None => Decision::Pass,
+            };
+            d = TierDecision::ite(&self.rule_cached(r, remote, dst, svc), action, &d);
+        }
+        d
+    }
+
     fn side(
         &self,
         iso: &ambit_compiler::table::Isolation,
@@ -1095,21 +1137,8 @@ impl<'a> TableEncoding<'a> {
         dst: &TableEnd,
         svc: &Service,
     ) -> Bool {
-        let chain = |ids: &[u32]| {
-            let mut d = TierDecision::none();
-            for &r in ids.iter().rev() {
-                let rule = &self.tables.rules[r as usize];
-                let action = match rule.action {
-                    Some(Action::Accept) => Decision::Accept,
-                    Some(Action::Deny) => Decision::Deny,
-                    Some(Action::Pass) | None => Decision::Pass,
-                };
-                d = TierDecision::ite(&self.rule_cached(r, remote, dst, svc), action, &d);
-            }
-            d
-        };
-        let admin = chain(&iso.admin);
-        let baseline = chain(&iso.baseline);
+        let admin = self.chain(&iso.admin, remote, dst, svc);
+        let baseline = self.chain(&iso.baseline, remote, dst, svc);
         let admitted: Vec<Bool> = iso
             .rules
             .iter()
