@@ -738,6 +738,20 @@ fn prove(
                 .flat_map(|w| w.ips.iter().copied())
         })
         .collect();
+    // The workloads' addresses as runs of consecutive addresses (pod IPs
+    // are mostly allocated in sequence): a few ranges, not one inequality
+    // per address.
+    let mut own_runs: Vec<(IpAddr, IpAddr)> = Vec::new();
+    for &ip in &own {
+        match own_runs.last_mut() {
+            Some((_, hi))
+                if bits(*hi).0 == bits(ip).0 && bits(*hi).1.checked_add(1) == Some(bits(ip).1) =>
+            {
+                *hi = ip
+            }
+            _ => own_runs.push((ip, ip)),
+        }
+    }
     let solver = Solver::new();
     let svc = Service::new();
     solver.assert(svc.protocol.bvule(idx(2)));
@@ -762,14 +776,14 @@ fn prove(
         for (i, c) in common.iter().enumerate() {
             let wb = &base.tables.workloads[c.base as usize];
             let wh = &head.tables.workloads[c.head as usize];
+            // A workload's address is read only through its class.
             solver.assert(which.eq(idx(i as u64)).implies(Bool::and(&[
                 b.class.eq(idx(wb.class as u64)),
                 h.class.eq(idx(wh.class as u64)),
-                addr.is(wb.ips.first().copied()),
             ])));
         }
         let mut outside = vec![addr.valid.clone(), addr.well_formed()];
-        outside.extend(own.iter().map(|ip| addr.is(Some(*ip)).not()));
+        outside.extend(own_runs.iter().map(|&(lo, hi)| addr.in_range(lo, hi).not()));
         solver.assert(external.implies(Bool::and(&outside)));
         ends.push((which, b, h));
     }
