@@ -6,6 +6,8 @@
 
 #[path = "generators/netpol.rs"]
 mod generators;
+#[path = "generators/matrix_law.rs"]
+mod matrix_law;
 
 use std::net::IpAddr;
 
@@ -38,17 +40,11 @@ proptest! {
             .map(|(i, w)| (Endpoint::Workload(i as u32), End::Pod(w)))
             .collect();
         ends.extend(outside.iter().map(|&ip| (Endpoint::Ip(ip), End::Ip(ip))));
-        // The all-pairs matrix (per pair of classes, with shortcuts) gives
-        // every pair of workloads the ports of `allowed_ports`.
-        let matrix = Matrix::compute(&tables, None);
-        let n = tables.workloads.len();
-        for i in 0..n {
-            for j in 0..n {
-                let want = tables.allowed_ports(Endpoint::Workload(i as u32), Endpoint::Workload(j as u32));
-                prop_assert_eq!(matrix.get(i, j), &want, "matrix {} -> {}", i, j);
-            }
-        }
+        // The all-pairs matrix agrees with `allowed_ports` (which follows
+        // the L4 decision) on every pair of workloads.
+        matrix_law::matrix_agrees(&tables)?;
         let on_80 = Matrix::compute(&tables, Some((80, Protocol::Tcp)));
+        let n = tables.workloads.len();
         for i in 0..n {
             for j in 0..n {
                 let want = tables.decide(Endpoint::Workload(i as u32), Endpoint::Workload(j as u32), Protocol::Tcp, 80);

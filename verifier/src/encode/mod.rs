@@ -1072,18 +1072,26 @@ impl<'a> TableEncoding<'a> {
         svc: &Service,
         classes: &BTreeSet<u32>,
     ) -> Bool {
+        self.per_class(direction, own, classes.iter().copied(), |iso| {
+            self.side(iso, remote, dst, svc)
+        })
+    }
+
+    /// `own` is one of `classes` and `what` holds of its entry for the
+    /// direction.
+    fn per_class(
+        &self,
+        direction: Direction,
+        own: &BV,
+        classes: impl Iterator<Item = u32>,
+        what: impl Fn(&ambit_compiler::table::Isolation) -> Bool,
+    ) -> Bool {
         let entries = match direction {
             Direction::Egress => &self.tables.egress,
             Direction::Ingress => &self.tables.ingress,
         };
         let each: Vec<Bool> = classes
-            .iter()
-            .map(|&c| {
-                Bool::and(&[
-                    own.eq(idx(c as u64)),
-                    self.side(&entries[c as usize], remote, dst, svc),
-                ])
-            })
+            .map(|c| Bool::and(&[own.eq(idx(c as u64)), what(&entries[c as usize])]))
             .collect();
         Bool::or(&each)
     }
@@ -1100,18 +1108,9 @@ impl<'a> TableEncoding<'a> {
         svc: &Service,
         classes: &[u32],
     ) -> Bool {
-        let entries = match direction {
-            Direction::Egress => &self.tables.egress,
-            Direction::Ingress => &self.tables.ingress,
-        };
-        let each: Vec<Bool> = classes
-            .iter()
-            .map(|&c| {
-                let admin = self.chain(&entries[c as usize].admin, remote, dst, svc);
-                Bool::and(&[own.eq(idx(c as u64)), admin.is(Decision::Deny)])
-            })
-            .collect();
-        Bool::or(&each)
+        self.per_class(direction, own, classes.iter().copied(), |iso| {
+            self.chain(&iso.admin, remote, dst, svc).is(Decision::Deny)
+        })
     }
 
     /// The decision of a tier's rules, in evaluation order (the first that
