@@ -168,7 +168,7 @@ impl Diagnostic {
         Self {
             code,
             severity: code.severity(),
-            message: message.into(),
+            message: elide(message.into()),
             help: None,
             location: None,
             label: None,
@@ -181,7 +181,7 @@ impl Diagnostic {
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
+        self.label = Some(elide(label.into()));
         self
     }
 
@@ -220,13 +220,19 @@ impl Diagnostic {
         }
     }
 
-    /// A miette report of this diagnostic, for graphical rendering.
+    /// A miette report of this diagnostic, for graphical rendering. A line
+    /// too long to quote (minified or generated YAML) is not quoted; the
+    /// report names the position instead.
     pub fn report(&self) -> Report<'_> {
         Report {
             diag: self,
-            source: self.location.as_ref().map(|l| {
-                NamedSource::new(l.file.name(), l.file.shared_text()).with_language("yaml")
-            }),
+            source: self
+                .location
+                .as_ref()
+                .filter(|l| l.file.longest_line(l.span) <= QUOTE_LIMIT)
+                .map(|l| {
+                    NamedSource::new(l.file.name(), l.file.printable_text()).with_language("yaml")
+                }),
         }
     }
 }
@@ -238,6 +244,40 @@ impl fmt::Display for Diagnostic {
         }
         write!(f, "{} {}", self.code, self.message)
     }
+}
+
+/// Messages quote the input (a label value, a key); a quoted value of a
+/// megabyte would make a megabyte of report. Longer texts keep their start
+/// and end around a note of what was left out. Control characters are
+/// escaped (`\u{1b}`): a report must not send escape sequences to a
+/// terminal.
+const MESSAGE_LIMIT: usize = 400;
+
+fn elide(text: String) -> String {
+    let text = if text.chars().any(|c| c.is_control() && c != '\n') {
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text
+    };
+    let count = text.chars().count();
+    if count <= MESSAGE_LIMIT {
+        return text;
+    }
+    let (head, tail) = (MESSAGE_LIMIT * 2 / 3, MESSAGE_LIMIT / 3);
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!(
+        "{start}…({} characters left out)…{end}",
+        count - head - tail
+    )
 }
 
 /// The JSON shape of a diagnostic.
@@ -260,9 +300,15 @@ pub struct Report<'a> {
     source: Option<NamedSource<std::sync::Arc<str>>>,
 }
 
+/// Lines longer than this are not quoted in a report.
+const QUOTE_LIMIT: usize = 1_000;
+
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diag.message)
+        match (&self.diag.location, &self.source) {
+            (Some(loc), None) => write!(f, "{} (at {})", self.diag.message, loc.display()),
+            _ => f.write_str(&self.diag.message),
+        }
     }
 }
 
@@ -293,6 +339,7 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.source.as_ref()?;
         let loc = self.diag.location.as_ref()?;
         let label = self
             .diag
@@ -342,5 +389,37 @@ impl Diagnostics {
 impl Extend<Diagnostic> for Diagnostics {
     fn extend<T: IntoIterator<Item = Diagnostic>>(&mut self, iter: T) {
         self.0.extend(iter);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_keep_their_start_and_end() {
+        let value = "x".repeat(1_000_000);
+        let d = Diagnostic::new(Code::YamlSyntax, format!("bad `{value}` here"));
+        assert!(d.message.chars().count() < 500, "{}", d.message.len());
+        assert!(d.message.starts_with("bad `xxx"));
+        assert!(d.message.ends_with("xxx` here"));
+        assert!(d.message.contains("(999612 characters left out)"));
+        let short = Diagnostic::new(Code::YamlSyntax, "short");
+        assert_eq!(short.message, "short");
+        let escape = Diagnostic::new(Code::YamlSyntax, "value `\u{1b}[2J`").with_label("\u{7}");
+        assert_eq!(escape.message, "value `\\u{1b}[2J`");
+        assert_eq!(escape.label.as_deref(), Some("\\u{7}"));
+    }
+
+    #[test]
+    fn a_position_on_a_long_line_is_named_not_quoted() {
+        let text = format!("a: 1\nb: {}\n", "y".repeat(100_000));
+        let file = SourceFile::new("f.yaml", text);
+        let d = Diagnostic::new(Code::YamlSyntax, "here").at(&file, Span::new(80_000, 1));
+        let report = d.report();
+        assert!(miette::Diagnostic::source_code(&report).is_none());
+        assert_eq!(report.to_string(), "here (at f.yaml:2:79996)");
+        let d = Diagnostic::new(Code::YamlSyntax, "here").at(&file, Span::new(0, 1));
+        assert!(miette::Diagnostic::source_code(&d.report()).is_some());
     }
 }

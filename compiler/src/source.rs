@@ -4,7 +4,7 @@
 //! offsets (what miette wants) and converted to 1-based line and column (in
 //! characters, as editors count) only for display.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One input: a file on disk or standard input, with its whole text.
 #[derive(Debug, Clone)]
@@ -13,6 +13,8 @@ pub struct SourceFile {
     text: Arc<str>,
     /// Byte offset of the start of each line; `line_starts[0] == 0`.
     line_starts: Arc<[usize]>,
+    /// The text as it may be shown on a terminal (see [`Self::printable_text`]).
+    printable: Arc<OnceLock<Arc<str>>>,
 }
 
 impl SourceFile {
@@ -25,6 +27,7 @@ impl SourceFile {
             name: name.into(),
             text,
             line_starts,
+            printable: Arc::default(),
         }
     }
 
@@ -40,8 +43,52 @@ impl SourceFile {
         self.text.clone()
     }
 
+    /// The text with control characters other than tab, newline and
+    /// carriage return replaced by `?` (one `?` per byte, so every offset
+    /// stays valid): quoting hostile input must not send escape sequences to
+    /// a terminal.
+    pub fn printable_text(&self) -> Arc<str> {
+        self.printable
+            .get_or_init(|| {
+                let quiet = |c: char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');
+                if self.text.chars().all(quiet) {
+                    return self.text.clone();
+                }
+                self.text
+                    .chars()
+                    .map(|c| {
+                        if quiet(c) {
+                            c.to_string()
+                        } else {
+                            "?".repeat(c.len_utf8())
+                        }
+                    })
+                    .collect::<String>()
+                    .into()
+            })
+            .clone()
+    }
+
     pub fn shared_name(&self) -> Arc<str> {
         self.name.clone()
+    }
+
+    /// The length in bytes of the longest line that `span` touches.
+    pub fn longest_line(&self, span: Span) -> usize {
+        let first = self.line_starts.partition_point(|&s| s <= span.offset) - 1;
+        let end = span.offset + span.len;
+        let mut longest = 0;
+        for (i, &start) in self.line_starts.iter().enumerate().skip(first) {
+            if start > end {
+                break;
+            }
+            let next = self
+                .line_starts
+                .get(i + 1)
+                .map_or(self.text.len(), |&n| n - 1);
+            longest = longest.max(next.saturating_sub(start));
+        }
+        longest
     }
 
     /// Byte offset of a 1-based line and a 0-based column counted in characters.
@@ -100,6 +147,24 @@ impl Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_not_shown() {
+        let f = SourceFile::new("t.yaml", "a: \u{1b}[2J\tb\u{9b}c\r\n");
+        assert_eq!(&*f.printable_text(), "a: ?[2J\tb??c\r\n");
+        assert_eq!(f.printable_text().len(), f.text().len());
+        let clean = SourceFile::new("t.yaml", "a: é\n");
+        assert!(Arc::ptr_eq(&clean.printable_text(), &clean.shared_text()));
+    }
+
+    #[test]
+    fn the_longest_line_a_span_touches() {
+        let f = SourceFile::new("t.yaml", "ab\nabcdef\nabc\n");
+        assert_eq!(f.longest_line(Span::new(0, 1)), 2);
+        assert_eq!(f.longest_line(Span::new(1, 3)), 6);
+        assert_eq!(f.longest_line(Span::new(10, 0)), 3);
+        assert_eq!(f.longest_line(Span::new(14, 0)), 0);
+    }
 
     #[test]
     fn offsets_count_characters_not_bytes() {

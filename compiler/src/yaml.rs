@@ -16,13 +16,17 @@
 //! whole file, so every diagnostic points at the right line of the right file.
 
 use saphyr::{MarkedYaml, Scalar, YamlData};
+use saphyr_parser::{Event, SpannedEventReceiver};
 use serde::de::DeserializeOwned;
 
 use crate::diag::{Code, Diagnostic};
 use crate::source::{SourceFile, Span};
 
-/// Limits that keep hostile input bounded.
+/// Limits that keep hostile input bounded: nodes an alias may expand to, and
+/// levels of nesting (the deepest Kubernetes objects, CRD schemas included,
+/// stay well under it).
 const ALIAS_LIMIT: usize = 10_000;
+const DEPTH_LIMIT: usize = 128;
 
 /// A document of a file, parsed into a marked tree.
 #[derive(Debug)]
@@ -67,17 +71,12 @@ impl From<usize> for Seg {
 pub fn documents<'f>(file: &'f SourceFile, diags: &mut Vec<Diagnostic>) -> Vec<Document<'f>> {
     let mut out = Vec::new();
     for (line_offset, text) in split_documents(file.text()) {
-        let mut parser = saphyr_parser::Parser::new_from_str(text);
-        let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
-        loader.alias_limit(ALIAS_LIMIT);
-        let loaded = parser.load(&mut loader, true);
-        match loaded.err().or_else(|| loader.error().cloned()) {
-            None => {}
-            Some(e) => {
-                let m = e.marker();
-                let offset = file.offset(m.line() + line_offset, m.col());
+        let roots = match parse(text) {
+            Ok(roots) => roots,
+            Err((line, col, info)) => {
+                let offset = file.offset(line + line_offset, col);
                 diags.push(
-                    Diagnostic::new(Code::YamlSyntax, format!("invalid YAML: {}", e.info()))
+                    Diagnostic::new(Code::YamlSyntax, format!("invalid YAML: {info}"))
                         .with_help(
                             "fix the YAML syntax; the other documents of the file are still read",
                         )
@@ -85,8 +84,8 @@ pub fn documents<'f>(file: &'f SourceFile, diags: &mut Vec<Diagnostic>) -> Vec<D
                 );
                 continue;
             }
-        }
-        for root in loader.into_documents() {
+        };
+        for root in roots {
             if matches!(root.data, YamlData::Value(Scalar::Null)) {
                 continue;
             }
@@ -99,6 +98,102 @@ pub fn documents<'f>(file: &'f SourceFile, diags: &mut Vec<Diagnostic>) -> Vec<D
         }
     }
     out
+}
+
+/// Parse one document's text into marked trees.
+///
+/// The events are fed to the loader one by one rather than through
+/// `Parser::load`, which recurses once per level of nesting: a file of a few
+/// thousand nested block sequences would overflow the stack. Here nesting
+/// deeper than [`DEPTH_LIMIT`] is an error, as are aliases expanding beyond
+/// [`ALIAS_LIMIT`] nodes and tags outside YAML's core schema.
+/// Errors carry the 1-based line and 0-based column in the document.
+fn parse(text: &str) -> Result<Vec<MarkedYaml<'_>>, (usize, usize, String)> {
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| !printable(c)) {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().unwrap_or("").chars().count();
+        return Err((
+            line,
+            col,
+            format!(
+                "the control character U+{:04X} is not allowed; YAML text is printable (escape it in a double-quoted string: \"\\x{:02x}\")",
+                c as u32, c as u32
+            ),
+        ));
+    }
+    let at = |m: &saphyr::Marker| (m.line(), m.col());
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
+    loader.alias_limit(ALIAS_LIMIT);
+    let mut depth = 0usize;
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.map_err(|e| {
+            let (line, col) = at(e.marker());
+            (line, col, e.info().to_owned())
+        })?;
+        let tag = match &event {
+            Event::SequenceStart(_, tag) | Event::MappingStart(_, tag) => {
+                depth += 1;
+                if depth > DEPTH_LIMIT {
+                    let (line, col) = at(&span.start);
+                    return Err((
+                        line,
+                        col,
+                        format!("nesting deeper than {DEPTH_LIMIT} levels"),
+                    ));
+                }
+                tag
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                depth = depth.saturating_sub(1);
+                &None
+            }
+            Event::Scalar(_, _, _, tag) => tag,
+            _ => &None,
+        };
+        if let Some(tag) = tag
+            && !(tag.is_yaml_core_schema() && CORE_TAGS.contains(&tag.suffix.as_str()))
+        {
+            let (line, col) = at(&span.start);
+            return Err((
+                line,
+                col,
+                format!(
+                    "unsupported tag `{}`; Kubernetes manifests hold plain maps, lists and scalars",
+                    display_tag(tag)
+                ),
+            ));
+        }
+        loader.on_event(event, span);
+        if let Some(e) = loader.error() {
+            let (line, col) = at(e.marker());
+            return Err((line, col, e.info().to_owned()));
+        }
+    }
+    Ok(loader.into_documents())
+}
+
+/// YAML's printable characters (`c-printable`): no C0 or C1 control other
+/// than tab, line feed, carriage return and next line, no U+FFFE or U+FFFF.
+fn printable(c: char) -> bool {
+    match c {
+        '\t' | '\n' | '\r' | '\u{85}' => true,
+        '\u{fffe}' | '\u{ffff}' => false,
+        c => !c.is_control(),
+    }
+}
+
+/// The tags of YAML's core schema that keep a value plain (`!!str`, ...).
+const CORE_TAGS: [&str; 7] = ["str", "int", "float", "bool", "null", "map", "seq"];
+
+/// A tag as written: `!!binary` rather than its expanded form.
+fn display_tag(tag: &saphyr_parser::Tag) -> String {
+    if tag.is_yaml_core_schema() {
+        format!("!!{}", tag.suffix)
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    }
 }
 
 /// `(lines before, text)` for each document of a multi-document stream.
@@ -492,5 +587,70 @@ mod tests {
         let err = objs[0].typed::<T>().unwrap_err();
         assert_eq!(err.code, Code::WrongType);
         assert_eq!(err.line_col(), Some((7, 11)), "{err}");
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        let f = SourceFile::new("t.yaml", text);
+        let mut diags = Vec::new();
+        documents(&f, &mut diags);
+        diags
+            .iter()
+            .map(|d| format!("{}:{}", d.line_col().unwrap().0, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        // Block sequences nested far deeper than a thread's stack could
+        // follow recursively.
+        let deep: String = (0..20_000)
+            .map(|i| format!("{}-\n", " ".repeat(i)))
+            .collect();
+        assert_eq!(
+            errors(&deep),
+            ["129:invalid YAML: nesting deeper than 128 levels"]
+        );
+        let flow = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(errors(&flow).len(), 1);
+        let fine: String = (0..DEPTH_LIMIT)
+            .map(|i| format!("{}-\n", " ".repeat(i)))
+            .collect();
+        assert_eq!(errors(&fine), Vec::<String>::new());
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_stand() {
+        assert_eq!(
+            errors("a: 1\nb: \"x\u{1b}[2J\"\n"),
+            [
+                "2:invalid YAML: the control character U+001B is not allowed; YAML text is printable (escape it in a double-quoted string: \"\\x1b\")"
+            ]
+        );
+        assert_eq!(errors("a: \"\\e[2J\"\nb: \"\u{85}\"\n").len(), 0);
+    }
+
+    #[test]
+    fn tags_outside_the_core_schema_are_refused() {
+        assert_eq!(
+            errors("a: 1\nb: !custom x\n"),
+            [
+                "2:invalid YAML: unsupported tag `!custom`; Kubernetes manifests hold plain maps, lists and scalars"
+            ]
+        );
+        assert_eq!(errors("a: !!binary aGk=\n").len(), 1);
+        assert_eq!(errors("a: !!python/object:os.system [ls]\n").len(), 1);
+        assert_eq!(errors("a: !!str 5\nb: !!map {c: !!int 1}\n").len(), 0);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = errors(&text);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("alias expansion"), "{e:?}");
     }
 }

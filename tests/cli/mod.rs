@@ -7,6 +7,7 @@ mod diagnostics; // testdata/bad: one rendered snapshot per diagnostic class, ex
 mod diff; // opened/closed flows checked against query, equivalence, --git
 mod expr; // the query language: every form, human and JSON, errors with a caret
 mod graph; // the reachability graph: formats, --path, --from/--hops
+mod hostile; // testdata/hostile and generated giants: bounded time and memory, no panic
 mod lint; // lint rules on their fixtures, SARIF/GitHub/JSON, configuration, exit codes
 mod matrix; // `matrix` in table, json and csv
 mod query; // the probe contract: fields, order, exit codes
