@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, LocalWorkload};
 use crate::identity::{self, SpiffeClientVerifier, SpiffeId, SpiffeServerVerifier};
-use crate::io::{BoxStream, Ended, splice};
+use crate::io::{BoxStream, Ended, Stream, splice};
 use crate::tables::{self, Loaded, TableStore};
 use crate::telemetry::{
     AccessLogger, BytesLabels, DeniedLabels, DirectionLabels, End, Metrics, ReasonLabels, Record,
@@ -390,6 +390,20 @@ impl Agent {
     }
 
     /// Open connections.
+    /// Serve one inbound tunnel past its TLS handshake: `io` carries what
+    /// the peer `id` sends once TLS is done (HTTP/2 with HBONE CONNECT
+    /// requests), exactly as the inbound listener serves it. For the fuzz
+    /// target that feeds arbitrary bytes there.
+    #[doc(hidden)]
+    pub async fn serve_tunnel(
+        &self,
+        io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        id: SpiffeId,
+        peer: SocketAddr,
+    ) {
+        serve_tunnel(self.shared.clone(), io, id, peer).await;
+    }
+
     pub fn open_connections(&self) -> usize {
         self.shared.conns.len()
     }
@@ -1298,30 +1312,39 @@ async fn inbound_loop(shared: Arc<Shared>, listener: TcpListener) {
             else {
                 return;
             };
-            let svc_shared = shared.clone();
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let shared = svc_shared.clone();
-                let id = id.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(hbone_connect(shared, id, peer, req).await)
-                }
-            });
-            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .initial_stream_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .max_frame_size(MAX_FRAME)
-                .max_concurrent_streams(MAX_STREAMS)
-                .serve_connection(TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = shared.stop.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shared.kill.cancelled() => {}
-            }
+            serve_tunnel(shared, tls, id, peer).await;
         });
+    }
+}
+
+/// Serve the HTTP/2 of one inbound tunnel whose TLS handshake is done, from
+/// the peer `id`, until it ends or the agent stops.
+async fn serve_tunnel(
+    shared: Arc<Shared>,
+    io: impl Stream + 'static,
+    id: SpiffeId,
+    peer: SocketAddr,
+) {
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = svc_shared.clone();
+        let id = id.clone();
+        async move { Ok::<_, std::convert::Infallible>(hbone_connect(shared, id, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .max_concurrent_streams(MAX_STREAMS)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shared.stop.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shared.kill.cancelled() => {}
     }
 }
 
