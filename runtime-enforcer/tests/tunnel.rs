@@ -8,8 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ambit_compiler::model::Protocol;
-use ambit_compiler::table::{Endpoint, Tables};
 use ambit_runtime::identity::{self, Issued, SpiffeId, SpiffeServerVerifier, WorkloadCert};
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -20,107 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 const BASE: u8 = 100;
-
-/// shop (ambient): web, api, batch on node 1; pay (ambient): db, cache on
-/// node 2; ops (not in the mesh): tool on node 1.
-fn pods(net: u8) -> Vec<Pod> {
-    let pod = |ns: &str, name: &str, node: u8, host: u8, ports: &[(&str, u16)]| Pod {
-        namespace: ns.into(),
-        name: name.into(),
-        labels: vec![("app".into(), name.into())],
-        service_account: name.into(),
-        ip: ip(net, node, host),
-        ports: ports.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
-        node,
-    };
-    vec![
-        pod("shop", "web", 1, 10, &[("http", 8080)]),
-        pod("shop", "api", 1, 11, &[("http", 8080)]),
-        pod("shop", "batch", 1, 12, &[]),
-        pod("ops", "tool", 1, 13, &[]),
-        pod("pay", "db", 2, 10, &[("pg", 5432), ("audit", 6000)]),
-        pod("pay", "cache", 2, 11, &[("redis", 6379)]),
-    ]
-}
-
-const NAMESPACES: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: pay, labels: {istio.io/dataplane-mode: ambient}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: ops}
-";
-
-/// db admits the shop namespace on 5432 and 6000; batch may only reach
-/// cache; db's authorization: web on 5432, api on 6000 (`allowed` decides
-/// who may reach 5432).
-fn policies(allowed_on_5432: &str) -> String {
-    format!(
-        "
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: db-ingress, namespace: pay}}
-spec:
-  podSelector: {{matchLabels: {{app: db}}}}
-  ingress:
-    - from: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: shop}}}}}}]
-      ports: [{{port: 5432}}, {{port: 6000}}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: batch-egress, namespace: shop}}
-spec:
-  podSelector: {{matchLabels: {{app: batch}}}}
-  policyTypes: [Egress]
-  egress:
-    - to: [{{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: cache}}}}}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: db-authz, namespace: pay}}
-spec:
-  selector: {{matchLabels: {{app: db}}}}
-  action: ALLOW
-  rules:
-    - from: [{{source: {{principals: [cluster.local/ns/shop/sa/{allowed_on_5432}]}}}}]
-      to: [{{operation: {{ports: ['5432']}}}}]
-    - from: [{{source: {{principals: [cluster.local/ns/shop/sa/api]}}}}]
-      to: [{{operation: {{ports: ['6000']}}}}]
-"
-    )
-}
-
-fn cluster_yaml(pods: &[Pod], allowed_on_5432: &str) -> String {
-    let mut y = NAMESPACES.to_owned();
-    for p in pods {
-        y.push_str("---\n");
-        y.push_str(&p.yaml());
-    }
-    y.push_str("---\n");
-    y.push_str(&policies(allowed_on_5432));
-    y
-}
-
-fn find<'a>(pods: &'a [Pod], id: &str) -> &'a Pod {
-    pods.iter().find(|p| p.id() == id).unwrap()
-}
-
-fn sock(p: &Pod, port: u16) -> SocketAddr {
-    SocketAddr::new(p.ip, port)
-}
-
-/// What the tables say of a flow (the premise each case relies on).
-fn decides(tables: &[u8], from: &Pod, to: &Pod, port: u16) -> bool {
-    let t = Tables::from_json(tables).unwrap();
-    let w = |p: &Pod| Endpoint::Workload(t.workload_index(&p.namespace, &p.name).unwrap());
-    t.decide(w(from), w(to), Protocol::Tcp, port)
-}
 
 struct Setup {
     world: World,
