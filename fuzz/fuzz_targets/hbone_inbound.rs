@@ -122,10 +122,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = client.shutdown().await;
             let _ = client.read_to_end(&mut Vec::new()).await;
         };
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            tokio::join!(serve, drive)
-        })
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(serve, drive) })
+            .await;
     });
     assert_eq!(
         w.reached.load(Ordering::SeqCst),

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let file = SourceFile::new("fuzz.yaml", text);
     let mut diags = Diagnostics::default();
-    let cluster = load(std::slice::from_ref(&file), &LoadOptions::default(), &mut diags);
+    let cluster = load(
+        std::slice::from_ref(&file),
+        &LoadOptions::default(),
+        &mut diags,
+    );
     ambit_fuzz::render(&diags.0);
     if diags.has_errors() {
         return;

@@ -11,8 +11,9 @@ use ambit_compiler::table::Tables;
 
 /// Render each diagnostic with miette's graphical handler, as `ambit` does.
 pub fn render(diags: &[Diagnostic]) {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100);
     for d in diags {
         let mut out = String::new();
         let _ = handler.render_report(&mut out, &d.report());
