@@ -197,7 +197,7 @@ fn display_tag(tag: &saphyr_parser::Tag) -> String {
 }
 
 /// `(lines before, text)` for each document of a multi-document stream.
-fn split_documents(text: &str) -> Vec<(usize, &str)> {
+pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut start_line = 0;

@@ -41,46 +41,18 @@ fn fault_pods(net: u8) -> Vec<Pod> {
     pods
 }
 
-struct Scene {
-    world: World,
-    pods: Vec<Pod>,
-    agents: Vec<Agent>,
-}
-
 /// Two nodes running the fault pods (every port served but pay/gone's)
 /// under the tables `allowed_on_5432` names.
-async fn scene(allowed_on_5432: &str, extra: &str) -> Scene {
+async fn scene(allowed_on_5432: &str, extra: &str) -> Live {
     let world = World::new(BASE);
     let pods = fault_pods(world.net);
-    let tables = compile(&cluster_yaml(&pods, allowed_on_5432), world.dir.path());
-    write_atomic(&world.tables_path(), &tables);
-    for p in pods.iter().filter(|p| p.name != "gone") {
-        for (_, port) in &p.ports {
-            echo(sock(p, *port)).await;
-        }
-    }
+    let tables = prepare(&world, &pods, allowed_on_5432, &["pay/gone"]).await;
     let agents = world.start(2, &pods, extra).await;
-    Scene {
+    Live {
         world,
         pods,
         agents,
-    }
-}
-
-impl Scene {
-    fn pod(&self, id: &str) -> &Pod {
-        find(&self.pods, id)
-    }
-
-    async fn connect(
-        &self,
-        from: &str,
-        to: &str,
-        port: u16,
-    ) -> Result<tokio::net::TcpStream, Refused> {
-        let (f, t) = (self.pod(from), self.pod(to));
-        let proxy = self.agents[f.node as usize - 1].bound().outbound.unwrap();
-        connect(proxy, f.ip, sock(t, port), "").await
+        tables,
     }
 }
 
@@ -173,6 +145,10 @@ async fn a_table_deleted_or_truncated_under_the_agent_leaves_the_last_good_one_d
     round_trip(&mut open, b"open").await;
     let failures =
         |a: &Agent| metric(&a.metrics(), "ambit_table_reload_failures_total").unwrap_or(0.0);
+    let batch_denied = async || {
+        let refused = s.connect("shop/batch", "pay/db", 5432).await.unwrap_err();
+        assert_eq!(refused.status, 403, "{refused:?}");
+    };
 
     std::fs::remove_file(&path).unwrap();
     for a in &s.agents {
@@ -181,13 +157,7 @@ async fn a_table_deleted_or_truncated_under_the_agent_leaves_the_last_good_one_d
     assert!(s.agents.iter().all(|a| a.generation() == 1));
     round_trip(&mut open, b"kept").await;
     assert!(s.connect("shop/web", "pay/db", 5432).await.is_ok());
-    assert_eq!(
-        s.connect("shop/batch", "pay/db", 5432)
-            .await
-            .unwrap_err()
-            .status,
-        403
-    );
+    batch_denied().await;
 
     // Truncated in place, as a crashed writer leaves it.
     std::fs::write(&path, &good[..good.len() / 3]).unwrap();
@@ -198,13 +168,7 @@ async fn a_table_deleted_or_truncated_under_the_agent_leaves_the_last_good_one_d
     assert!(failures(&s.agents[1]) > before);
     assert!(s.agents.iter().all(|a| a.generation() == 1));
     round_trip(&mut open, b"still kept").await;
-    assert_eq!(
-        s.connect("shop/batch", "pay/db", 5432)
-            .await
-            .unwrap_err()
-            .status,
-        403
-    );
+    batch_denied().await;
 
     // A good table again: loaded, and it decides.
     let revoking = compile(&cluster_yaml(&s.pods, "api"), s.world.dir.path());
@@ -231,13 +195,7 @@ async fn a_certificate_expiring_during_the_run_fails_closed_for_new_tunnels() {
     // pay/db presents a certificate of its own that expires in 3 s.
     let world = World::new(BASE);
     let pods = fault_pods(world.net);
-    let tables = compile(&cluster_yaml(&pods, "web"), world.dir.path());
-    write_atomic(&world.tables_path(), &tables);
-    for p in pods.iter().filter(|p| p.name != "gone") {
-        for (_, port) in &p.ports {
-            echo(sock(p, *port)).await;
-        }
-    }
+    let tables = prepare(&world, &pods, "web", &["pay/gone"]).await;
     let now = time::OffsetDateTime::now_utc();
     let short = world
         .ca
@@ -271,10 +229,11 @@ async fn a_certificate_expiring_during_the_run_fails_closed_for_new_tunnels() {
                 .unwrap(),
         );
     }
-    let s = Scene {
+    let s = Live {
         world,
         pods,
         agents,
+        tables,
     };
     let mut c = s.connect("shop/api", "pay/db", 6000).await.unwrap();
     round_trip(&mut c, b"while valid").await;
@@ -383,8 +342,7 @@ async fn five_thousand_concurrent_connections_are_carried_and_released() {
     );
     let world = World::new(BASE);
     let pods = fault_pods(world.net);
-    let tables = compile(&cluster_yaml(&pods, "web"), world.dir.path());
-    write_atomic(&world.tables_path(), &tables);
+    let tables = prepare(&world, &pods, "web", &["pay/gone", "pay/db"]).await;
     let db = find(&pods, "pay/db");
     let mut workload = std::process::Command::new("python3")
         .arg("-c")
@@ -402,10 +360,11 @@ async fn five_thousand_concurrent_connections_are_carried_and_released() {
     .unwrap();
     assert_eq!(ready.trim(), "listening");
     let agents = world.start(2, &pods, "limits: {maxPending: 4096}\n").await;
-    let s = Arc::new(Scene {
+    let s = Arc::new(Live {
         world,
         pods,
         agents,
+        tables,
     });
     const N: usize = 5_000;
     let mut held = Vec::with_capacity(N);
@@ -549,7 +508,7 @@ struct Figures {
 /// `survivor` is a flow every variant allows: its connection, opened
 /// first, must outlive every reload.
 async fn storm(
-    s: Arc<Scene>,
+    s: Arc<Live>,
     variants: &[Vec<u8>],
     stop_after: impl Fn(usize, Instant) -> bool,
     seed: u64,
@@ -662,7 +621,7 @@ async fn storm(
 }
 
 /// Policy variants: who may reach db on 5432, and whether cache is closed.
-fn variants(s: &Scene) -> Vec<Vec<u8>> {
+fn variants(s: &Live) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for allowed in ["web", "api", "batch"] {
         for closed_cache in [false, true] {

@@ -19,45 +19,16 @@ use tokio::net::TcpSocket;
 
 const BASE: u8 = 100;
 
-struct Setup {
-    world: World,
-    pods: Vec<Pod>,
-    agents: Vec<ambit_runtime::Agent>,
-    tables: Vec<u8>,
-}
-
-async fn setup() -> Setup {
+async fn setup() -> Live {
     let world = World::new(BASE);
     let pods = pods(world.net);
-    let tables = compile(&cluster_yaml(&pods, "web"), world.dir.path());
-    write_atomic(&world.tables_path(), &tables);
-    for p in &pods {
-        for (_, port) in &p.ports {
-            echo(sock(p, *port)).await;
-        }
-    }
+    let tables = prepare(&world, &pods, "web", &[]).await;
     let agents = world.start(2, &pods, "").await;
-    Setup {
+    Live {
         world,
         pods,
         agents,
         tables,
-    }
-}
-
-impl Setup {
-    fn proxy(&self, node: u8) -> SocketAddr {
-        self.agents[node as usize - 1].bound().outbound.unwrap()
-    }
-
-    async fn connect(
-        &self,
-        from: &str,
-        to: &str,
-        port: u16,
-    ) -> Result<tokio::net::TcpStream, Refused> {
-        let (f, t) = (find(&self.pods, from), find(&self.pods, to));
-        connect(self.proxy(f.node), f.ip, sock(t, port), "").await
     }
 }
 
@@ -693,13 +664,7 @@ async fn no_table_denies_everything_until_one_arrives_through_a_configmap_swap()
 async fn limits_bound_handshakes_pending_connections_and_idle_tunnels() {
     let world = World::new(BASE);
     let pods = pods(world.net);
-    let tables = compile(&cluster_yaml(&pods, "web"), world.dir.path());
-    write_atomic(&world.tables_path(), &tables);
-    for p in &pods {
-        for (_, port) in &p.ports {
-            echo(sock(p, *port)).await;
-        }
-    }
+    prepare(&world, &pods, "web", &[]).await;
     let agents = world
         .start(
             2,

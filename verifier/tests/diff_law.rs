@@ -78,4 +78,13 @@ proptest! {
             prop_assert_eq!(d.equivalent(), same, "{:?}", outcome);
         }
     }
+
+    #[test]
+    fn a_version_against_itself_is_equivalent((cluster, _, _) in netpol::cluster()) {
+        let tables = compile(&cluster);
+        let v = Version { cluster: &cluster, tables: &tables };
+        let d = diff(v, v).expect("the diff's proof holds");
+        prop_assert!(d.equivalent(), "opened {:?}, closed {:?}", d.opened, d.closed);
+        prop_assert!(d.opened.is_empty() && d.closed.is_empty());
+    }
 }

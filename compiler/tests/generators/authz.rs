@@ -146,7 +146,7 @@ fn rule() -> impl Strategy<Value = RuleSpec> {
         })
 }
 
-fn authz_policy() -> impl Strategy<Value = AuthorizationPolicy> {
+pub fn authz_policy() -> impl Strategy<Value = AuthorizationPolicy> {
     (
         0..NAMESPACES.len(),
         prop::option::of(prop::sample::select(vec!["web", "db", "api"])),

@@ -372,7 +372,7 @@ fn rule_parts() -> impl Strategy<Value = RuleParts> {
     )
 }
 
-fn policy() -> impl Strategy<Value = NetworkPolicy> {
+pub fn policy() -> impl Strategy<Value = NetworkPolicy> {
     (
         0..NAMESPACES.len(),
         selector(),

@@ -397,3 +397,49 @@ pub fn decides(tables: &[u8], from: &Pod, to: &Pod, port: u16) -> bool {
     let w = |p: &Pod| Endpoint::Workload(t.workload_index(&p.namespace, &p.name).unwrap());
     t.decide(w(from), w(to), Protocol::Tcp, port)
 }
+
+/// Compile the scenario's tables (`allowed_on_5432`, see [`policies`]) into
+/// the world's table file, and serve every port of `pods` with an echo
+/// server but those of the pods named in `unserved`.
+pub async fn prepare(
+    world: &World,
+    pods: &[Pod],
+    allowed_on_5432: &str,
+    unserved: &[&str],
+) -> Vec<u8> {
+    let tables = compile(&cluster_yaml(pods, allowed_on_5432), world.dir.path());
+    write_atomic(&world.tables_path(), &tables);
+    for p in pods.iter().filter(|p| !unserved.contains(&p.id().as_str())) {
+        for (_, port) in &p.ports {
+            echo(sock(p, *port)).await;
+        }
+    }
+    tables
+}
+
+/// Agents running a scenario: the world, its pods, one agent per node and
+/// the tables they were started with.
+pub struct Live {
+    pub world: World,
+    pub pods: Vec<Pod>,
+    pub agents: Vec<Agent>,
+    pub tables: Vec<u8>,
+}
+
+impl Live {
+    pub fn pod(&self, id: &str) -> &Pod {
+        find(&self.pods, id)
+    }
+
+    /// The outbound port of node `node`'s agent.
+    pub fn proxy(&self, node: u8) -> SocketAddr {
+        self.agents[node as usize - 1].bound().outbound.unwrap()
+    }
+
+    /// `CONNECT` from the pod `from` to the pod `to` on `port`, through the
+    /// agent of `from`'s node.
+    pub async fn connect(&self, from: &str, to: &str, port: u16) -> Result<TcpStream, Refused> {
+        let (f, t) = (self.pod(from), self.pod(to));
+        connect(self.proxy(f.node), f.ip, sock(t, port), "").await
+    }
+}
