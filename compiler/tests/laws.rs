@@ -11,6 +11,7 @@ mod netpol;
 use std::net::IpAddr;
 use std::path::Path;
 
+use ambit_compiler::admin::Action;
 use ambit_compiler::compile::{compile, compile_with};
 use ambit_compiler::diag::Diagnostics;
 use ambit_compiler::istio::lower_authz;
@@ -131,6 +132,35 @@ proptest! {
         let after = compile(&grown);
         let outside: Vec<IpAddr> = netpol::IPS.iter().map(|s| s.parse().unwrap()).collect();
         included(&before, &after, &outside)?;
+    }
+
+    #[test]
+    fn an_admin_deny_added_never_opens_a_flow_and_an_allow_never_closes_one(
+        (cluster, _, _) in netpol::cluster(),
+        pick in any::<prop::sample::Index>(),
+        deny in any::<bool>(),
+    ) {
+        // A copy of one of the generated ClusterNetworkPolicies or
+        // AdminNetworkPolicies (the BaselineAdminNetworkPolicy is a
+        // singleton), all its rules turned to Deny, or to Allow.
+        let candidates: Vec<_> = cluster.admin_policies.iter().filter(|p| p.priority.is_some()).collect();
+        prop_assume!(!candidates.is_empty());
+        let mut added = candidates[pick.index(candidates.len())].clone();
+        added.name = format!("{}-added", added.name);
+        let action = if deny { Action::Deny } else { Action::Accept };
+        for rule in added.ingress.iter_mut().chain(added.egress.iter_mut()) {
+            rule.action = action;
+        }
+        let before = compile(&cluster);
+        let mut grown = cluster.clone();
+        grown.admin_policies.push(added);
+        let after = compile(&grown);
+        let outside: Vec<IpAddr> = netpol::IPS.iter().map(|s| s.parse().unwrap()).collect();
+        if deny {
+            included(&after, &before, &outside)?;
+        } else {
+            included(&before, &after, &outside)?;
+        }
     }
 
     #[test]
