@@ -1,7 +1,9 @@
 //! Laws beyond agreement with the reference evaluators, on random clusters:
 //! tables survive serialization unchanged; compiling does not depend on the
-//! order of files or documents; adding a rule to a NetworkPolicy never
-//! closes a flow; adding an Istio DENY policy never opens one.
+//! order of files or documents; each tier is monotone where its semantics
+//! make it so: a rule added to a NetworkPolicy never closes a flow, an Admin
+//! or Baseline rule turned Deny never opens one and turned Allow never
+//! closes one, an Istio DENY policy added never opens one.
 
 #[path = "generators/authz.rs"]
 mod authz;
