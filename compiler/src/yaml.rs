@@ -109,7 +109,13 @@ pub fn documents<'f>(file: &'f SourceFile, diags: &mut Vec<Diagnostic>) -> Vec<D
 /// [`ALIAS_LIMIT`] nodes and tags outside YAML's core schema.
 /// Errors carry the 1-based line and 0-based column in the document.
 fn parse(text: &str) -> Result<Vec<MarkedYaml<'_>>, (usize, usize, String)> {
-    if let Some((at, c)) = text.char_indices().find(|&(_, c)| !printable(c)) {
+    // Every character YAML forbids starts with a byte below 0x20 (C0, but
+    // tab, LF and CR), 0x7F, 0xC2 (C1) or 0xEF (U+FFFE, U+FFFF): a scan of
+    // the bytes decides, and characters are decoded only past such a byte.
+    let suspect = |b: &u8| matches!(b, 0..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f | 0x7f | 0xc2 | 0xef);
+    if text.as_bytes().iter().any(suspect)
+        && let Some((at, c)) = text.char_indices().find(|&(_, c)| !printable(c))
+    {
         let before = &text[..at];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().unwrap_or("").chars().count();

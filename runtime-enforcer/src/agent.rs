@@ -389,7 +389,6 @@ impl Agent {
         self.shared.metrics.encode()
     }
 
-    /// Open connections.
     /// Serve one inbound tunnel past its TLS handshake: `io` carries what
     /// the peer `id` sends once TLS is done (HTTP/2 with HBONE CONNECT
     /// requests), exactly as the inbound listener serves it. For the fuzz
@@ -404,6 +403,7 @@ impl Agent {
         serve_tunnel(self.shared.clone(), io, id, peer).await;
     }
 
+    /// Open connections.
     pub fn open_connections(&self) -> usize {
         self.shared.conns.len()
     }

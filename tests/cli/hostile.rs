@@ -41,13 +41,9 @@ impl Run {
     }
 }
 
-/// Run `ambit` from the repository root with its heap limited (`ulimit -d`)
-/// and a time limit.
-fn bounded(args: &[&str]) -> Run {
-    bounded_in(&root(), args)
-}
-
-fn bounded_in(cwd: &Path, args: &[&str]) -> Run {
+/// Run `ambit` in `cwd` with its heap limited (`ulimit -d`) and a time
+/// limit.
+fn bounded(cwd: &Path, args: &[&str]) -> Run {
     let out = tempfile::tempdir().unwrap();
     let (stdout, stderr) = (out.path().join("stdout"), out.path().join("stderr"));
     let mut child = Command::new("bash")
@@ -106,12 +102,8 @@ fn assert_refused(run: &Run, code: &str, at: &str, target: &Path) {
     assert!(!target.exists(), "{at}: no output file");
 }
 
-fn compile(rel: &str, target: &Path) -> Run {
-    bounded(&["compile", rel, "-o", target.to_str().unwrap()])
-}
-
-fn compile_in(cwd: &Path, rel: &str, target: &Path) -> Run {
-    bounded_in(cwd, &["compile", rel, "-o", target.to_str().unwrap()])
+fn compile(cwd: &Path, rel: &str, target: &Path) -> Run {
+    bounded(cwd, &["compile", rel, "-o", target.to_str().unwrap()])
 }
 
 /// Stored inputs: `ldNNN-*` are refused with that code, `ok-*` compile.
@@ -130,7 +122,7 @@ fn stored_hostile_inputs_are_refused_with_a_located_diagnostic_or_compile() {
         let rel = format!("testdata/hostile/{name}");
         let stem = name.trim_end_matches(".yaml");
         let target = out.path().join(format!("{stem}.json"));
-        let run = compile(&rel, &target);
+        let run = compile(&root(), &rel, &target);
         if stem.starts_with("ok-") {
             assert_eq!(run.code, Some(0), "{rel}: {}", run.transcript());
             assert!(target.exists(), "{rel}: tables written");
@@ -169,7 +161,7 @@ fn ipv6_the_widest_cidrs_and_the_extreme_ports_are_decided_exactly() {
     let mut got = String::new();
     let mut want = String::new();
     for (query, decision) in cases {
-        let run = bounded(&["query", file, query]);
+        let run = bounded(&root(), &["query", file, query]);
         let line = run.stdout.lines().next().unwrap_or_default();
         let _ = writeln!(got, "{query}: {}", line.rsplit(": ").next().unwrap());
         let _ = writeln!(want, "{query}: {decision}");
@@ -186,20 +178,19 @@ fn generated_hostile_inputs_stay_bounded() {
         fs::write(dir.path().join(name), text).unwrap();
         name.to_owned()
     };
-    let compile = |rel: &str, target: &Path| compile_in(dir.path(), rel, target);
-    let bounded = |args: &[&str]| bounded_in(dir.path(), args);
+    let cwd = dir.path();
 
     // Nesting: block sequences 20,000 levels deep, flow 100,000 deep.
     let deep: String = (0..20_000)
         .map(|i| format!("{}-\n", " ".repeat(i)))
         .collect();
     let path = write("deep-block.yaml", deep);
-    let run = compile(&path, &out);
+    let run = compile(cwd, &path, &out);
     assert_refused(&run, "LD001", &path, &out);
     assert!(run.stderr.contains("nesting deeper than 128 levels"));
     let flow = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
     let path = write("deep-flow.yaml", flow);
-    assert_refused(&compile(&path, &out), "LD001", &path, &out);
+    assert_refused(&compile(cwd, &path, &out), "LD001", &path, &out);
 
     // A label value of a megabyte: the report quotes its start and end.
     let long = format!(
@@ -207,7 +198,7 @@ fn generated_hostile_inputs_stay_bounded() {
         "x".repeat(1_000_000)
     );
     let path = write("long-label.yaml", long);
-    let run = compile(&path, &out);
+    let run = compile(cwd, &path, &out);
     assert_refused(&run, "LD010", &path, &out);
     assert!(run.stderr.contains("characters left out"), "{}", run.stderr);
 
@@ -217,7 +208,7 @@ fn generated_hostile_inputs_stay_bounded() {
         "k".repeat(200_000)
     );
     let path = write("wide.yaml", wide);
-    let run = compile(&path, &out);
+    let run = compile(cwd, &path, &out);
     assert_refused(&run, "LD002", &path, &out);
     assert!(run.stderr.contains(&format!("(at {path}:3:200044)")));
 
@@ -228,10 +219,10 @@ fn generated_hostile_inputs_stay_bounded() {
         "y".repeat(20_000_000)
     );
     let path = write("big-value.yaml", big);
-    let run = compile(&path, &out);
+    let run = compile(cwd, &path, &out);
     assert_eq!(run.code, Some(0), "{}", run.transcript());
     let path = write("empty-documents.yaml", "---\n".repeat(1_000_000));
-    let run = compile(&path, &out);
+    let run = compile(cwd, &path, &out);
     assert_eq!(run.code, Some(0), "{}", run.transcript());
     assert!(
         run.stderr.contains("compiled 0 workloads"),
@@ -252,7 +243,7 @@ fn generated_hostile_inputs_stay_bounded() {
         );
     }
     let path = write("many.yaml", many);
-    let run = compile(&path, &out);
+    let run = compile(cwd, &path, &out);
     assert_eq!(run.code, Some(0), "{}", run.transcript());
     assert!(run.stderr.contains("10000 policies"), "{}", run.stderr);
     let probes = write(
@@ -261,7 +252,7 @@ fn generated_hostile_inputs_stay_bounded() {
             .map(|port| format!("- {{from: a/client, to: a/web, port: {port}}}\n"))
             .concat(),
     );
-    let run = bounded(&["query", &path, "--probes", &probes, "-o", "json"]);
+    let run = bounded(cwd, &["query", &path, "--probes", &probes, "-o", "json"]);
     let answers: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
     let decisions: Vec<_> = answers.iter().map(|a| a["allowed"].as_bool()).collect();
     assert_eq!(
