@@ -43,24 +43,9 @@ pub enum Command {
     Diff(Box<DiffArgs>),
     /// Run the node agent: enforce compiled tables on live traffic (HBONE
     /// mTLS tunnel, SPIFFE identities, hot reload, access log, metrics).
-    Agent(AgentArgs),
+    Agent(ambit_agent::AgentArgs),
     /// A certificate authority for agents and workloads (SPIFFE identities).
     Ca(CaArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// The agent configuration (YAML; see the README).
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
-    /// Check the configuration and the tables, then exit (0 when both load).
-    #[arg(long)]
-    pub check: bool,
-    /// Worker threads of the data path (default 1: on a node shared with its
-    /// workloads, one thread avoids cross-thread wake-ups; give more to a
-    /// node that carries more than ~1 GB/s or ~2,000 new connections/s).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

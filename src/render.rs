@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 
 use ambit_compiler::diag::Diagnostic;
-use miette::{GraphicalReportHandler, GraphicalTheme};
 
 /// Render diagnostics to stderr.
 pub fn diagnostics(diags: &[Diagnostic], json: bool) {
@@ -28,19 +27,5 @@ pub fn json_list(diags: &[Diagnostic]) -> String {
 
 /// miette's graphical reports, one after the other.
 pub fn human(diags: &[Diagnostic], colour: bool) -> String {
-    let theme = if colour {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
-    let mut all = String::new();
-    for d in diags {
-        let mut out = String::new();
-        match handler.render_report(&mut out, &d.report()) {
-            Ok(()) => all.push_str(&out),
-            Err(_) => all.push_str(&format!("{d}\n")),
-        }
-    }
-    all
+    ambit_compiler::diag::render(diags, colour)
 }

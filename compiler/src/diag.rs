@@ -392,6 +392,28 @@ impl Extend<Diagnostic> for Diagnostics {
     }
 }
 
+/// miette's graphical reports, one after the other, 100 columns wide: how
+/// the command-line tools show diagnostics to people.
+#[cfg(feature = "render")]
+pub fn render(diags: &[Diagnostic], colour: bool) -> String {
+    use miette::{GraphicalReportHandler, GraphicalTheme};
+    let theme = if colour {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut all = String::new();
+    for d in diags {
+        let mut out = String::new();
+        match handler.render_report(&mut out, &d.report()) {
+            Ok(()) => all.push_str(&out),
+            Err(_) => all.push_str(&format!("{d}\n")),
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

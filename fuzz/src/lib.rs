@@ -9,14 +9,10 @@ use ambit_compiler::load::{LoadOptions, load_paths};
 use ambit_compiler::model::Cluster;
 use ambit_compiler::table::Tables;
 
-/// Render each diagnostic with miette's graphical handler, as `ambit` does.
+/// Render the diagnostics as `ambit` does, for people and as JSON.
 pub fn render(diags: &[Diagnostic]) {
-    let handler =
-        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(100);
+    let _ = ambit_compiler::diag::render(diags, false);
     for d in diags {
-        let mut out = String::new();
-        let _ = handler.render_report(&mut out, &d.report());
         let _ = d.to_json();
     }
 }

@@ -1,5 +1,6 @@
 //! Load generator for `bench/agent`: servers, and clients that connect
-//! directly or through an agent's outbound port (HTTP CONNECT).
+//! directly, through an agent's outbound port (HTTP CONNECT), or directly
+//! from a workload's address that iptables redirects to the agent.
 //!
 //! ```text
 //! hbone_load serve SINK_ADDR ECHO_ADDR
@@ -9,7 +10,8 @@
 //! hbone_load hold    TO COUNT SECONDS [VIA FROM]     -> prints "held N", then holds
 //! ```
 //! `TO` is the workload's address and port; with `VIA FROM`, connections go
-//! through the proxy `VIA` from the local address `FROM` (a workload's).
+//! through the proxy `VIA` from the local address `FROM` (a workload's); with
+//! `redirect FROM`, they go to `TO` from `FROM` (captured on the way).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -24,7 +26,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 #[derive(Clone, Copy)]
 struct Route {
     to: SocketAddr,
-    via: Option<(SocketAddr, IpAddr)>,
+    /// From a workload's address: through this proxy, or (None) to `to`.
+    via: Option<(Option<SocketAddr>, IpAddr)>,
 }
 
 async fn open(r: Route) -> std::io::Result<TcpStream> {
@@ -39,6 +42,11 @@ async fn open(r: Route) -> std::io::Result<TcpStream> {
         TcpSocket::new_v6()?
     };
     socket.bind(SocketAddr::new(from, 0))?;
+    let Some(proxy) = proxy else {
+        let s = socket.connect(r.to).await?;
+        s.set_nodelay(true)?;
+        return Ok(s);
+    };
     let mut s = socket.connect(proxy).await?;
     s.set_nodelay(true)?;
     s.write_all(format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", r.to).as_bytes())
@@ -181,14 +189,15 @@ async fn hold(r: Route, count: usize, seconds: f64) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a = |i: usize| -> &str { args.get(i).map(String::as_str).unwrap_or_default() };
+    let via = |at: usize| {
+        args.get(at + 1).map(|_| {
+            let proxy = (a(at) != "redirect").then(|| a(at).parse().expect("VIA is IP:PORT"));
+            (proxy, a(at + 1).parse().expect("FROM is an IP"))
+        })
+    };
     let route = |to: usize| Route {
         to: a(to).parse().expect("TO is IP:PORT"),
-        via: args.get(to + 4).map(|_| {
-            (
-                a(to + 3).parse().expect("VIA is IP:PORT"),
-                a(to + 4).parse().expect("FROM is an IP"),
-            )
-        }),
+        via: via(to + 3),
     };
     // Positions: mode TO x y [VIA FROM] (hold, connect: two numbers;
     // stream: two; latency: one, so its VIA is at 3).
@@ -198,15 +207,9 @@ async fn main() {
         "connect" => connect(route(1), a(2).parse().unwrap(), a(3).parse().unwrap()).await,
         "hold" => hold(route(1), a(2).parse().unwrap(), a(3).parse().unwrap()).await,
         "latency" => {
-            let via = args.get(4).map(|_| {
-                (
-                    a(3).parse().expect("VIA is IP:PORT"),
-                    a(4).parse().expect("FROM is an IP"),
-                )
-            });
             let r = Route {
                 to: a(1).parse().unwrap(),
-                via,
+                via: via(3),
             };
             latency(r, a(2).parse().unwrap()).await
         }
