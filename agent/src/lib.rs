@@ -21,9 +21,10 @@ pub struct AgentArgs {
     /// Check the configuration and the tables, then exit (0 when both load).
     #[arg(long)]
     pub check: bool,
-    /// Worker threads of the data path (default 1: on a node shared with its
-    /// workloads, one thread avoids cross-thread wake-ups; give more to a
-    /// node that carries more than ~1 GB/s or ~2,000 new connections/s).
+    /// Worker threads of the data path (default 1, a single-threaded
+    /// runtime: on a node shared with its workloads, one thread avoids
+    /// cross-thread wake-ups; give more to a node that carries more than
+    /// ~1 GB/s or ~4,000 new connections/s).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -69,10 +70,15 @@ pub fn run(args: &AgentArgs, verbose: u8) -> std::io::Result<Exit> {
         .with_writer(std::io::stderr)
         .with_ansi(colour())
         .try_init();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    rt.worker_threads(args.threads.unwrap_or(1).max(1));
-    let rt = rt.build()?;
+    let threads = args.threads.unwrap_or(1).max(1);
+    let mut rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = rt.enable_all().build()?;
     rt.block_on(async move {
         let agent = match Agent::start(config).await {
             Ok(a) => a,

@@ -5,9 +5,10 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +91,111 @@ pub struct Carried {
     pub received: u64,
 }
 
-const BUFFER: usize = 256 * 1024;
+/// The buffer of each direction starts at `BUFFER_MIN` and grows (×4)
+/// each time a read fills it, up to `BUFFER_MAX`: a short connection costs
+/// one small allocation, a bulk transfer moves up to 256 KiB per read.
+/// Buffers are never zeroed. (tokio's `copy_bidirectional` zeroes two
+/// fixed buffers per connection: with 256 KiB that was 512 KiB of memset
+/// on each agent for a one-byte request.)
+const BUFFER_MIN: usize = 16 * 1024;
+const BUFFER_MAX: usize = 256 * 1024;
+
+/// One direction of a splice: bytes read from one half wait here until
+/// written to the other; at the reader's end the writer is shut down.
+#[derive(Debug)]
+struct Pipe {
+    buf: BytesMut,
+    size: usize,
+    read_done: bool,
+    need_flush: bool,
+    done: bool,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        Pipe {
+            buf: BytesMut::new(),
+            size: BUFFER_MIN,
+            read_done: false,
+            need_flush: false,
+            done: false,
+        }
+    }
+
+    /// Copy until the reader ends and the writer is shut down (`Ready(Ok)`),
+    /// or either fails.
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut reader: Pin<&mut R>,
+        mut writer: Pin<&mut W>,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        loop {
+            if self.buf.is_empty() && !self.read_done {
+                // Reclaims the whole allocation when it is big enough.
+                self.buf.reserve(self.size);
+                let room = self.buf.capacity();
+                match tokio_util::io::poll_read_buf(reader.as_mut(), cx, &mut self.buf) {
+                    Poll::Ready(Ok(0)) => self.read_done = true,
+                    Poll::Ready(Ok(n)) => {
+                        if n >= room && self.size < BUFFER_MAX {
+                            self.size = (self.size * 4).min(BUFFER_MAX);
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        if self.need_flush {
+                            ready!(writer.as_mut().poll_flush(cx))?;
+                            self.need_flush = false;
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+            while !self.buf.is_empty() {
+                let n = ready!(writer.as_mut().poll_write(cx, &self.buf))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.buf.advance(n);
+                self.need_flush = true;
+            }
+            if self.read_done {
+                ready!(writer.as_mut().poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+/// Copy both ways until both directions end, or one fails.
+async fn copy_both<A: Stream, B: Stream>(a: &mut A, b: &mut B) -> io::Result<()> {
+    let mut a_to_b = Pipe::new();
+    let mut b_to_a = Pipe::new();
+    std::future::poll_fn(|cx| {
+        if !a_to_b.done
+            && let Poll::Ready(Err(e)) = a_to_b.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b))
+        {
+            return Poll::Ready(Err(e));
+        }
+        if !b_to_a.done
+            && let Poll::Ready(Err(e)) = b_to_a.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a))
+        {
+            return Poll::Ready(Err(e));
+        }
+        if a_to_b.done && b_to_a.done {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
 
 /// Copy bytes both ways between `source` and `destination` until both
 /// finish, one fails, nothing moves for `idle`, or `cancel` fires.
@@ -114,7 +219,7 @@ pub async fn splice<A: Stream, B: Stream>(
         sent: sent.load(Ordering::Relaxed),
         received: received.load(Ordering::Relaxed),
     };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, BUFFER, BUFFER);
+    let copy = copy_both(&mut a, &mut b);
     tokio::pin!(copy);
     let check = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
     let mut tick = tokio::time::interval(check);
@@ -138,4 +243,72 @@ pub async fn splice<A: Stream, B: Stream>(
         }
     };
     (carried(), ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    /// Copies `data` through one pipe from a duplex pair to another; returns
+    /// what arrived and the pipe's buffer size at the end.
+    async fn through_pipe(data: Vec<u8>) -> (Vec<u8>, usize) {
+        let (mut client, mut from) = duplex(1 << 20);
+        let (mut to, mut server) = duplex(1 << 20);
+        let writer = tokio::spawn(async move {
+            client.write_all(&data).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut pipe = Pipe::new();
+        std::future::poll_fn(|cx| pipe.poll_copy(cx, Pin::new(&mut from), Pin::new(&mut to)))
+            .await
+            .unwrap();
+        drop(to);
+        writer.await.unwrap();
+        (reader.await.unwrap(), pipe.size)
+    }
+
+    #[tokio::test]
+    async fn a_pipe_grows_only_for_bulk_transfers_and_keeps_every_byte() {
+        let small = b"hello".to_vec();
+        assert_eq!(through_pipe(small.clone()).await, (small, BUFFER_MIN));
+        let bulk: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let (got, size) = through_pipe(bulk.clone()).await;
+        assert!(got == bulk, "{} bytes of {}", got.len(), bulk.len());
+        assert_eq!(size, BUFFER_MAX);
+    }
+
+    #[tokio::test]
+    async fn splice_carries_both_ways_and_passes_half_closes_on() {
+        let (mut client, source) = duplex(64 * 1024);
+        let (destination, mut server) = duplex(64 * 1024);
+        let cancel = CancellationToken::new();
+        let spliced = tokio::spawn(async move {
+            splice(source, destination, Duration::from_secs(60), &cancel).await
+        });
+        let request: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
+        let sent = request.clone();
+        let client_side = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            answer
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert!(got == request);
+        server.write_all(b"done").await.unwrap();
+        server.shutdown().await.unwrap();
+        assert_eq!(client_side.await.unwrap(), b"done");
+        let (carried, ended) = spliced.await.unwrap();
+        assert_eq!(ended, Ended::Completed);
+        assert_eq!((carried.sent, carried.received), (1 << 20, 4));
+    }
 }
