@@ -3,7 +3,7 @@
 //! from a workload's address that iptables redirects to the agent.
 //!
 //! ```text
-//! hbone_load serve SINK_ADDR ECHO_ADDR
+//! hbone_load serve SINK_ADDR ECHO_ADDR ONCE_ADDR
 //! hbone_load stream  TO STREAMS SECONDS [VIA FROM]   -> {"bytes":..,"seconds":..}
 //! hbone_load latency TO COUNT [VIA FROM]             -> {"p50_us":..,"p99_us":..}
 //! hbone_load connect TO SECONDS CONCURRENCY [VIA FROM] -> {"connections":..,"seconds":..}
@@ -12,6 +12,11 @@
 //! `TO` is the workload's address and port; with `VIA FROM`, connections go
 //! through the proxy `VIA` from the local address `FROM` (a workload's); with
 //! `redirect FROM`, they go to `TO` from `FROM` (captured on the way).
+//!
+//! `connect` sends one byte to a ONCE server, which answers it and closes
+//! first, as an HTTP/1.0 server would: the server's end keeps the
+//! TIME_WAIT, not the client's bound port (a client that closed first would
+//! run out of ports for its one address within seconds).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -67,9 +72,21 @@ async fn open(r: Route) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-async fn serve(sink: SocketAddr, echo: SocketAddr) {
+async fn serve(sink: SocketAddr, echo: SocketAddr, once: SocketAddr) {
     let sink = TcpListener::bind(sink).await.unwrap();
     let echo = TcpListener::bind(echo).await.unwrap();
+    let once = TcpListener::bind(once).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = once.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut b = [0u8; 1];
+                if s.read_exact(&mut b).await.is_ok() {
+                    let _ = s.write_all(&b).await;
+                }
+            });
+        }
+    });
     tokio::spawn(async move {
         loop {
             let (mut s, _) = sink.accept().await.unwrap();
@@ -157,6 +174,9 @@ async fn connect(r: Route, seconds: f64, concurrency: usize) {
                 let mut s = open(r).await.unwrap();
                 s.write_all(b"x").await.unwrap();
                 s.read_exact(&mut b).await.unwrap();
+                // The server closes first.
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).await.unwrap();
                 drop(s);
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -202,7 +222,14 @@ async fn main() {
     // Positions: mode TO x y [VIA FROM] (hold, connect: two numbers;
     // stream: two; latency: one, so its VIA is at 3).
     match a(0) {
-        "serve" => serve(a(1).parse().unwrap(), a(2).parse().unwrap()).await,
+        "serve" => {
+            serve(
+                a(1).parse().unwrap(),
+                a(2).parse().unwrap(),
+                a(3).parse().unwrap(),
+            )
+            .await
+        }
         "stream" => stream(route(1), a(2).parse().unwrap(), a(3).parse().unwrap()).await,
         "connect" => connect(route(1), a(2).parse().unwrap(), a(3).parse().unwrap()).await,
         "hold" => hold(route(1), a(2).parse().unwrap(), a(3).parse().unwrap()).await,
