@@ -1,8 +1,6 @@
 //! Rendering diagnostics: miette's graphical report for people, JSON for
 //! machines. Colour only on a terminal, and never with `NO_COLOR`.
 
-use std::io::IsTerminal;
-
 use ambit_compiler::diag::Diagnostic;
 
 /// Render diagnostics to stderr.
@@ -14,10 +12,7 @@ pub fn diagnostics(diags: &[Diagnostic], json: bool) {
     eprint!("{}", human(diags, colour(&std::io::stderr())));
 }
 
-/// Whether to colour what goes to `stream`.
-pub fn colour(stream: &impl IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
+pub use ambit_compiler::diag::colour;
 
 /// The JSON array of diagnostics.
 pub fn json_list(diags: &[Diagnostic]) -> String {

@@ -8,7 +8,6 @@
 // A command: it reports to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use ambit_runtime::{Agent, AgentConfig};
@@ -39,9 +38,9 @@ pub enum Exit {
     Error = 2,
 }
 
-/// Whether to colour what goes to stderr: a terminal, and no `NO_COLOR`.
+/// Whether to colour what goes to stderr.
 fn colour() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    ambit_compiler::diag::colour(&std::io::stderr())
 }
 
 /// Run the agent until SIGTERM or SIGINT (then drain), or, with `--check`,

@@ -22,31 +22,40 @@ fn agent(dir: &Path, args: &[&str]) -> Output {
         .expect("ambit-agent runs")
 }
 
-/// A CA, the demo tables and a configuration for one local workload whose
-/// certificate the agent issues itself.
-fn node(dir: &Path, admin: &str) {
+/// The repository root.
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A node in `dir`: a CA (`ca/`), `tables.json` compiled from `inputs` and
+/// `agent.yaml` holding `config`.
+fn write_node(dir: &Path, inputs: &[std::path::PathBuf], config: &str) {
     Ca::generate("cluster.local", 1)
         .unwrap()
         .save(&dir.join("ca"))
         .unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (cluster, _, diags) = load_paths(
-        &[
-            root.join("testdata/demo"),
-            root.join("testdata/agents/pods.yaml"),
-        ],
-        &LoadOptions::default(),
-    );
+    let (cluster, _, diags) = load_paths(inputs, &LoadOptions::default());
     assert!(!diags.has_errors(), "{diags:?}");
     let tables = ambit_compiler::compile::compile(&cluster);
     std::fs::write(dir.join("tables.json"), tables.to_json()).unwrap();
+    std::fs::write(dir.join("agent.yaml"), config).unwrap();
+}
+
+/// The demo tables and one local workload whose certificate the agent
+/// issues itself.
+fn node(dir: &Path, admin: &str) {
     let config = format!(
         "node: n1\ntrustDomain: cluster.local\ncaBundle: ca/ca.pem\nca: {{cert: ca/ca.pem, key: ca/ca-key.pem}}\n\
          tables: tables.json\naccessLog: off\n\
          listen: {{inbound: '127.0.0.1:0', outbound: '127.0.0.1:0', admin: '{admin}'}}\n\
          workloads:\n  - {{workload: shop/web, address: 127.0.11.1, cert: issue, serviceAccount: web}}\n"
     );
-    std::fs::write(dir.join("agent.yaml"), config).unwrap();
+    let root = root();
+    let inputs = [
+        root.join("testdata/demo"),
+        root.join("testdata/agents/pods.yaml"),
+    ];
+    write_node(dir, &inputs, &config);
 }
 
 #[test]
@@ -236,10 +245,6 @@ fn redirected_connections_are_decided_for_their_original_destination() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    Ca::generate("cluster.local", 1)
-        .unwrap()
-        .save(&d.join("ca"))
-        .unwrap();
     let cluster = "\
 apiVersion: v1
 kind: Namespace
@@ -265,22 +270,15 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 7001}]}]
 ";
     std::fs::write(d.join("cluster.yaml"), cluster).unwrap();
-    let (cluster, _, diags) = load_paths(&[d.join("cluster.yaml")], &LoadOptions::default());
-    assert!(!diags.has_errors(), "{diags:?}");
-    std::fs::write(
-        d.join("tables.json"),
-        ambit_compiler::compile::compile(&cluster).to_json(),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("agent.yaml"),
+    write_node(
+        d,
+        &[d.join("cluster.yaml")],
         "node: n1\ntrustDomain: cluster.local\ncaBundle: ca/ca.pem\nca: {cert: ca/ca.pem, key: ca/ca-key.pem}\n\
          tables: tables.json\naccessLog: access.log\n\
          listen: {inbound: '127.0.0.1:15008', outbound: '127.0.0.1:15001', admin: '127.0.0.1:15021', transparent: '0.0.0.0:15006'}\n\
          workloads:\n  - {workload: tp/client, address: 10.88.1.1, cert: issue, serviceAccount: client}\n  \
          - {workload: tp/server, address: 10.88.2.1, cert: issue, serviceAccount: server}\n",
-    )
-    .unwrap();
+    );
 
     let echo = r#"
 import socket, threading

@@ -392,6 +392,12 @@ impl Extend<Diagnostic> for Diagnostics {
     }
 }
 
+/// Whether to colour what goes to `stream`: a terminal, and no `NO_COLOR`.
+#[cfg(feature = "render")]
+pub fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// miette's graphical reports, one after the other, 100 columns wide: how
 /// the command-line tools show diagnostics to people.
 #[cfg(feature = "render")]
