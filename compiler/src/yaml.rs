@@ -1,23 +1,26 @@
 //! All YAML handling lives here, so that the choice of crates can change in one
 //! place.
 //!
-//! Two parsers read the same text:
-//! - `saphyr`'s marked tree gives the structure of each document with source
-//!   positions; it locates semantic errors by path (`/spec/ingress/0/from/1`)
-//!   and finds the objects of a `kind: List`;
-//! - `serde-saphyr` deserializes each object into typed resources
-//!   (k8s-openapi or our own serde types); it reports line and column for type
-//!   errors and rejects duplicate keys.
+//! Each document is parsed once, by `saphyr`, into a tree that keeps every
+//! node's source position and every scalar as written (text, quoting, tag):
+//! - semantic errors are located by path (`/spec/ingress/0/from/1`), and the
+//!   objects of a `kind: List` are found, in that tree;
+//! - typed resources (k8s-openapi or our own serde types) are deserialized
+//!   from the same tree ([`de`]), each type error located at its node.
 //!
-//! A file is split into documents at `---` lines before either parser sees it.
+//! A file is split into documents at `---` lines before the parser sees it.
 //! YAML forbids a document-marker line inside a document's content, so the split
 //! is exact, and a syntax error in one document leaves the others readable.
 //! Each document is parsed on its own text; positions are shifted back into the
 //! whole file, so every diagnostic points at the right line of the right file.
 
-use saphyr::{MarkedYaml, Scalar, YamlData};
+mod de;
+
+use saphyr::{MarkedYaml, YamlData};
 use saphyr_parser::{Event, SpannedEventReceiver};
 use serde::de::DeserializeOwned;
+
+use self::de::{Resolved, Text};
 
 use crate::diag::{Code, Diagnostic};
 use crate::source::{SourceFile, Span};
@@ -34,6 +37,8 @@ pub struct Document<'f> {
     file: &'f SourceFile,
     /// Number of lines of the file before this document's text.
     line_offset: usize,
+    /// The document's text (the tests re-read objects from it with serde-saphyr).
+    #[cfg_attr(not(test), allow(dead_code))]
     text: &'f str,
     root: MarkedYaml<'f>,
 }
@@ -86,7 +91,7 @@ pub fn documents<'f>(file: &'f SourceFile, diags: &mut Vec<Diagnostic>) -> Vec<D
             }
         };
         for root in roots {
-            if matches!(root.data, YamlData::Value(Scalar::Null)) {
+            if Text::of(&root).is_some_and(|t| t.resolve() == Resolved::Null) {
                 continue;
             }
             out.push(Document {
@@ -132,6 +137,8 @@ fn parse(text: &str) -> Result<Vec<MarkedYaml<'_>>, (usize, usize, String)> {
     let mut parser = saphyr_parser::Parser::new_from_str(text);
     let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
     loader.alias_limit(ALIAS_LIMIT);
+    // Scalars stay as written; `de` reads each the way its field asks.
+    loader.early_parse(false);
     let mut depth = 0usize;
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
@@ -278,8 +285,12 @@ impl<'d> Object<'d> {
     }
 
     fn span_of(&self, node: &MarkedYaml) -> Span {
-        let start = self.doc.abs_offset(node.span.start);
-        let end = self.doc.abs_offset(node.span.end).max(start);
+        self.span_of_marks(node.span)
+    }
+
+    fn span_of_marks(&self, marks: saphyr_parser::Span) -> Span {
+        let start = self.doc.abs_offset(marks.start);
+        let end = self.doc.abs_offset(marks.end).max(start);
         // Point at one line at most: block nodes end where the next one starts.
         let text = &self.doc.file.text()[start..end];
         let len = text.find('\n').unwrap_or(text.len());
@@ -313,7 +324,7 @@ impl<'d> Object<'d> {
         match self.node_at(path).map(|n| &n.data) {
             Some(YamlData::Mapping(map)) => map
                 .iter()
-                .filter_map(|(k, _)| k.data.as_str().map(str::to_owned))
+                .filter_map(|(k, _)| key_text(k).map(str::to_owned))
                 .collect(),
             _ => Vec::new(),
         }
@@ -321,10 +332,7 @@ impl<'d> Object<'d> {
 
     /// The string scalar at `path`.
     pub fn str_at(&self, path: &[Seg]) -> Option<&'d str> {
-        match &self.node_at(path)?.data {
-            YamlData::Value(Scalar::String(s)) => Some(s.as_ref()),
-            _ => None,
-        }
+        Text::of(self.node_at(path)?)?.core_str()
     }
 
     /// The span of the node at `path`, or of its deepest existing ancestor.
@@ -343,7 +351,7 @@ impl<'d> Object<'d> {
         {
             let want = seg_key(path.last().expect("split_last returned Some"));
             for (k, _) in map.iter() {
-                if k.data.as_str() == Some(want) {
+                if key_text(k) == Some(want) {
                     return self.span_of(k);
                 }
             }
@@ -351,42 +359,39 @@ impl<'d> Object<'d> {
         self.locate(path)
     }
 
-    /// Deserialize the object into a typed resource with serde-saphyr.
+    /// Deserialize the object into a typed resource.
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
-        let (view, view_line_offset) = self.view();
-        serde_saphyr::from_str_with_options::<T>(&view, serde_saphyr::Options::default()).map_err(
-            |e| {
-                let missing = plain_message(&e).starts_with("missing field");
-                let (span, message) = match e.location() {
-                    // A missing field is a fault of the whole mapping: point at it.
-                    _ if missing => (self.span(), plain_message(&e)),
-                    Some(loc) if loc.line() > 0 => {
-                        let line = loc.line() as usize + view_line_offset;
-                        let col = (loc.column() as usize).saturating_sub(1);
-                        let offset = self.doc.file.offset(line, col);
-                        let len = loc.span().byte_len().unwrap_or(1).max(1) as usize;
-                        let len = len.min(self.doc.file.text().len() - offset);
-                        (Span::new(offset, len), plain_message(&e))
-                    }
-                    _ => (self.span(), plain_message(&e)),
-                };
-                let help = if message.contains("duplicate") {
-                    "remove the repeated key: YAML keys must be unique within a mapping"
-                } else if message.contains("missing field") {
-                    "add the required field"
-                } else {
-                    "give the field the type the Kubernetes API expects"
-                };
-                Diagnostic::new(Code::WrongType, message)
-                    .with_help(help)
-                    .at(self.doc.file, span)
-            },
-        )
+        de::from_node::<T>(self.node).map_err(|e| {
+            let span = match e.at {
+                Some(at) => self.span_of_marks(at),
+                None => self.span(),
+            };
+            let help = if e.message.contains("duplicate") {
+                "remove the repeated key: YAML keys must be unique within a mapping"
+            } else if e.message.contains("missing field") {
+                "add the required field"
+            } else {
+                "give the field the type the Kubernetes API expects"
+            };
+            Diagnostic::new(Code::WrongType, e.message)
+                .with_help(help)
+                .at(self.doc.file, span)
+        })
+    }
+
+    /// The object deserialized by `serde-saphyr` from its own text: the
+    /// reference the tree deserializer is held to in tests.
+    #[cfg(test)]
+    fn typed_by_serde_saphyr<T: DeserializeOwned>(&self) -> Result<T, String> {
+        let (view, _) = self.view();
+        serde_saphyr::from_str_with_options::<T>(&view, serde_saphyr::Options::default())
+            .map_err(|e| plain_message(&e))
     }
 
     /// The object's text alone, with every column kept where it was: the lines
     /// before it are left out (their count is returned) and what precedes the
     /// object on its first line (`- ` of a list item) becomes spaces.
+    #[cfg(test)]
     fn view(&self) -> (String, usize) {
         let text = self.doc.text;
         if std::ptr::eq(self.node, &self.doc.root) {
@@ -412,6 +417,7 @@ impl<'d> Object<'d> {
 
 /// The length of a flow collection (`{...}` or `[...]`) at the start of
 /// `text`, brackets and quotes balanced; `None` if `text` starts otherwise.
+#[cfg(test)]
 fn flow_end(text: &str) -> Option<usize> {
     if !text.starts_with(['{', '[']) {
         return None;
@@ -455,6 +461,11 @@ fn flow_end(text: &str) -> Option<usize> {
     None
 }
 
+/// The text of a scalar key, however it is quoted.
+fn key_text<'a>(k: &'a MarkedYaml<'a>) -> Option<&'a str> {
+    Text::of(k).map(|t| t.text)
+}
+
 fn seg_key(seg: &Seg) -> &str {
     match seg {
         Seg::Key(k) => k,
@@ -470,7 +481,7 @@ fn walk<'a, 'n>(mut node: &'a MarkedYaml<'n>, path: &[Seg]) -> (&'a MarkedYaml<'
         let next = match (&node.data, seg) {
             (YamlData::Mapping(map), Seg::Key(_) | Seg::Owned(_)) => map
                 .iter()
-                .find(|(k, _)| k.data.as_str() == Some(seg_key(seg)))
+                .find(|(k, _)| key_text(k) == Some(seg_key(seg)))
                 .map(|(_, v)| v),
             (YamlData::Sequence(seq), Seg::Index(i)) => seq.get(*i),
             _ => None,
@@ -484,6 +495,7 @@ fn walk<'a, 'n>(mut node: &'a MarkedYaml<'n>, path: &[Seg]) -> (&'a MarkedYaml<'
 }
 
 /// serde-saphyr's message without its own location prefix and snippet.
+#[cfg(test)]
 fn plain_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("").trim();
@@ -646,6 +658,261 @@ mod tests {
         assert_eq!(errors("a: !!binary aGk=\n").len(), 1);
         assert_eq!(errors("a: !!python/object:os.system [ls]\n").len(), 1);
         assert_eq!(errors("a: !!str 5\nb: !!map {c: !!int 1}\n").len(), 0);
+    }
+
+    /// Deserialize `obj` as `T` both from the tree and with serde-saphyr
+    /// from its text; the two must agree (both values equal, or both errors).
+    fn agree<T: DeserializeOwned + std::fmt::Debug>(obj: &Object<'_>, what: &str) {
+        let tree = obj.typed::<T>().map_err(|d| d.message);
+        let reference = obj.typed_by_serde_saphyr::<T>();
+        match (&tree, &reference) {
+            (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{what}"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{what}: the tree gives {tree:?}, serde-saphyr {reference:?}"),
+        }
+    }
+
+    fn agree_on_object(obj: &Object<'_>, what: &str) -> bool {
+        use k8s_openapi::api::networking::v1 as networking;
+        use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+        let (Some(api), Some(kind)) = (
+            obj.str_at(&["apiVersion".into()]),
+            obj.str_at(&["kind".into()]),
+        ) else {
+            return false;
+        };
+        match (api, kind) {
+            ("v1", "Namespace") => agree::<core::Namespace>(obj, what),
+            ("v1", "Pod") => agree::<core::Pod>(obj, what),
+            ("v1", "ServiceAccount") => agree::<core::ServiceAccount>(obj, what),
+            ("v1", "Service") => agree::<core::Service>(obj, what),
+            ("v1", "ConfigMap") => agree::<core::ConfigMap>(obj, what),
+            ("v1", "Node") => agree::<core::Node>(obj, what),
+            ("apps/v1", "Deployment") => agree::<apps::Deployment>(obj, what),
+            ("apps/v1", "StatefulSet") => agree::<apps::StatefulSet>(obj, what),
+            ("apps/v1", "DaemonSet") => agree::<apps::DaemonSet>(obj, what),
+            ("apps/v1", "ReplicaSet") => agree::<apps::ReplicaSet>(obj, what),
+            ("batch/v1", "Job") => agree::<batch::Job>(obj, what),
+            ("batch/v1", "CronJob") => agree::<batch::CronJob>(obj, what),
+            ("networking.k8s.io/v1", "NetworkPolicy") => {
+                agree::<networking::NetworkPolicy>(obj, what)
+            }
+            (_, "AuthorizationPolicy") => agree::<crate::istio::AuthorizationPolicy>(obj, what),
+            (_, "PeerAuthentication") => agree::<crate::istio::PeerAuthentication>(obj, what),
+            (_, "ClusterNetworkPolicy") => agree::<crate::admin::ClusterNetworkPolicy>(obj, what),
+            (_, "AdminNetworkPolicy") => agree::<crate::admin::AdminNetworkPolicy>(obj, what),
+            (_, "BaselineAdminNetworkPolicy") => {
+                agree::<crate::admin::BaselineAdminNetworkPolicy>(obj, what)
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    #[test]
+    fn the_tree_reads_every_shipped_object_as_serde_saphyr_does() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![
+            root.join("testdata"),
+            root.join("examples"),
+            root.join("deploy"),
+        ];
+        let mut compared = 0;
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if !matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                ) {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let f = SourceFile::new(path.display().to_string(), text);
+                let mut diags = Vec::new();
+                for doc in documents(&f, &mut diags) {
+                    for obj in doc.objects() {
+                        let what =
+                            format!("{}:{}", path.display(), f.line_col(obj.span().offset).0);
+                        compared += usize::from(agree_on_object(&obj, &what));
+                    }
+                }
+            }
+        }
+        assert!(compared > 500, "only {compared} objects compared");
+    }
+
+    #[test]
+    fn scalars_read_as_serde_saphyr_reads_them() {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        use std::collections::BTreeMap;
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct W<T> {
+            v: T,
+        }
+        const SCALARS: &[&str] = &[
+            "80",
+            "\"80\"",
+            "'80'",
+            "0x50",
+            "0X1f",
+            "0o17",
+            "0b101",
+            "8_0",
+            "1_000",
+            "_1",
+            "1__0",
+            "0x",
+            "0123",
+            "-0123",
+            "00",
+            "0",
+            "-0",
+            "+5",
+            "-5",
+            "2147483648",
+            "-2147483649",
+            "65535",
+            "65536",
+            "99999999999999999999999",
+            "-99999999999999999999",
+            "1.5",
+            "-1.5",
+            "1.",
+            ".5",
+            "1e3",
+            "1E-3",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "inf",
+            "nan",
+            "yes",
+            "No",
+            "ON",
+            "off",
+            "y",
+            "N",
+            "true",
+            "True",
+            "FALSE",
+            "~",
+            "null",
+            "Null",
+            "NULL",
+            "",
+            "\"\"",
+            "''",
+            "\"null\"",
+            "abc",
+            "a b",
+            "\"a\\tb\"",
+            "!!str 80",
+            "!!str",
+            "!!int 80",
+            "!!int abc",
+            "!!int 1.5",
+            "!!float 1",
+            "!!float x",
+            "!!bool yes",
+            "!!bool x",
+            "!!null",
+            "!!null x",
+            "[]",
+            "{}",
+            "[1, a]",
+            "{a: 1}",
+            "{a: 1, \"a\": 2}",
+            "|\n  80\n",
+            ">-\n  x\n",
+            "\" 80\"",
+            "\"80 \"",
+        ];
+        fn check<T: DeserializeOwned + std::fmt::Debug>(text: &str) {
+            let f = SourceFile::new("s.yaml", text);
+            let mut diags = Vec::new();
+            let docs = documents(&f, &mut diags);
+            assert!(diags.is_empty(), "{text:?}: {diags:?}");
+            let obj = docs[0].root();
+            let tree = obj
+                .typed::<W<T>>()
+                .map(|w| format!("{w:?}"))
+                .map_err(|d| d.message);
+            let reference = obj
+                .typed_by_serde_saphyr::<W<T>>()
+                .map(|w| format!("{w:?}"));
+            match (&tree, &reference) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?} as {}", std::any::type_name::<T>()),
+                (Err(_), Err(_)) => {}
+                _ => panic!(
+                    "{text:?} as {}: the tree gives {tree:?}, serde-saphyr {reference:?}",
+                    std::any::type_name::<T>()
+                ),
+            }
+        }
+        for s in SCALARS {
+            let text = format!("v: {s}\n");
+            check::<i32>(&text);
+            check::<u16>(&text);
+            check::<i64>(&text);
+            check::<u64>(&text);
+            check::<f64>(&text);
+            check::<bool>(&text);
+            check::<String>(&text);
+            check::<Option<String>>(&text);
+            check::<Option<i32>>(&text);
+            check::<IntOrString>(&text);
+            check::<serde_json::Value>(&text);
+            check::<Vec<String>>(&text);
+            check::<BTreeMap<String, String>>(&text);
+        }
+    }
+
+    #[test]
+    fn merge_keys_merge_and_written_keys_win() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct P {
+            a: u16,
+            b: u16,
+        }
+        let f = SourceFile::new("m.yaml", "base: &b {a: 1, b: 2}\nv:\n  <<: *b\n  b: 3\n");
+        let mut diags = Vec::new();
+        let docs = documents(&f, &mut diags);
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct D {
+            base: P,
+            v: P,
+        }
+        let root = docs[0].root();
+        let want = D {
+            base: P { a: 1, b: 2 },
+            v: P { a: 1, b: 3 },
+        };
+        assert_eq!(root.typed::<D>().unwrap(), want);
+        assert_eq!(root.typed_by_serde_saphyr::<D>().unwrap(), want);
+    }
+
+    #[test]
+    fn keys_that_differ_only_in_quoting_are_duplicates() {
+        let f = SourceFile::new("d.yaml", "a: 1\n\"a\": 2\n");
+        let mut diags = Vec::new();
+        let docs = documents(&f, &mut diags);
+        let err = docs[0]
+            .root()
+            .typed::<std::collections::BTreeMap<String, u16>>()
+            .unwrap_err();
+        assert_eq!(err.line_col(), Some((2, 1)), "{err}");
+        assert!(err.message.contains("duplicate"), "{err}");
     }
 
     #[test]

@@ -209,8 +209,8 @@ fn generated_hostile_inputs_stay_bounded() {
     );
     let path = write("wide.yaml", wide);
     let run = compile(cwd, &path, &out);
-    assert_refused(&run, "LD002", &path, &out);
-    assert!(run.stderr.contains(&format!("(at {path}:3:200044)")));
+    assert_refused(&run, "LD010", &path, &out);
+    assert!(run.stderr.contains(&format!("(at {path}:3:200046)")));
 
     // A 20 MB value in an object ambit reads past, a million empty
     // documents: compiled, nothing in them.
