@@ -5,6 +5,7 @@ use std::io::Write;
 use ambit_compiler::matrix::Matrix;
 use ambit_compiler::model::Protocol;
 use ambit_compiler::table::PortSet;
+#[cfg(test)]
 use serde::Serialize;
 
 use crate::cli::{MatrixArgs, MatrixFormat};
@@ -162,6 +163,9 @@ fn csv(
     Ok(())
 }
 
+/// One pair as the JSON output reads (the reference `json_out` is tested
+/// against).
+#[cfg(test)]
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Pair<'a> {
@@ -179,6 +183,37 @@ enum Pair<'a> {
     },
 }
 
+/// The pair at `(i, j)` as serde sees it.
+#[cfg(test)]
+fn pair<'a>(
+    names: &'a [String],
+    cells: &Matrix,
+    ranges: &'a [Vec<PortRange>],
+    only: Option<(u16, Protocol)>,
+    (i, j): (usize, usize),
+) -> Pair<'a> {
+    let (from, to) = (names[i].as_str(), names[j].as_str());
+    let cell = cells.index(i, j) as usize;
+    match only {
+        Some((port, protocol)) => Pair::Port {
+            from,
+            to,
+            port,
+            protocol,
+            allowed: allowed(&cells.sets()[cell]),
+        },
+        None => Pair::Ports {
+            from,
+            to,
+            allowed_ports: &ranges[cell],
+        },
+    }
+}
+
+/// A JSON array of every ordered pair, printed as `serde_json`'s pretty
+/// printer prints `Pair`s. A matrix has pods² pairs but few distinct cells:
+/// each name and each cell is serialized once, and the pairs are assembled
+/// from those pieces.
 fn json_out(
     out: &mut impl Write,
     names: &[String],
@@ -186,28 +221,87 @@ fn json_out(
     only: Option<(u16, Protocol)>,
 ) -> std::io::Result<()> {
     let ranges: Vec<Vec<PortRange>> = cells.sets().iter().map(port_ranges).collect();
+    let quoted: Vec<String> = names.iter().map(|n| json_string(n)).collect();
+    // The fields after `to`, at the indentation of an array item's fields.
+    let tails: Vec<Vec<u8>> = (0..cells.sets().len())
+        .map(|cell| {
+            let body = match only {
+                Some((port, protocol)) => format!(
+                    "    \"port\": {port},\n    \"protocol\": {},\n    \"allowed\": {}\n",
+                    json_string(&protocol.to_string()),
+                    allowed(&cells.sets()[cell])
+                ),
+                None => {
+                    let list = serde_json::to_string_pretty(&ranges[cell])
+                        .map_err(std::io::Error::other)?;
+                    format!("    \"allowed_ports\": {}\n", list.replace('\n', "\n    "))
+                }
+            };
+            Ok(format!(",\n{body}  }}").into_bytes())
+        })
+        .collect::<std::io::Result<_>>()?;
     let n = names.len();
-    let pairs = (0..n * n).map(|k| {
-        let (i, j) = (k / n, k % n);
-        let (from, to) = (names[i].as_str(), names[j].as_str());
-        let cell = cells.index(i, j) as usize;
-        match only {
-            Some((port, protocol)) => Pair::Port {
-                from,
-                to,
-                port,
-                protocol,
-                allowed: allowed(&cells.sets()[cell]),
-            },
-            None => Pair::Ports {
-                from,
-                to,
-                allowed_ports: &ranges[cell],
-            },
+    if n == 0 {
+        return writeln!(out, "[]");
+    }
+    let mut item = Vec::with_capacity(512);
+    for i in 0..n {
+        for j in 0..n {
+            item.clear();
+            item.extend_from_slice(if i == 0 && j == 0 {
+                b"[\n  {\n"
+            } else {
+                b",\n  {\n"
+            });
+            item.extend_from_slice(b"    \"from\": ");
+            item.extend_from_slice(quoted[i].as_bytes());
+            item.extend_from_slice(b",\n    \"to\": ");
+            item.extend_from_slice(quoted[j].as_bytes());
+            item.extend_from_slice(&tails[cells.index(i, j) as usize]);
+            out.write_all(&item)?;
         }
-    });
-    // Streamed: one object at a time, never the whole array in memory.
-    let mut ser = serde_json::Serializer::pretty(&mut *out);
-    serde::Serializer::collect_seq(&mut ser, pairs).map_err(std::io::Error::other)?;
-    writeln!(out)
+    }
+    writeln!(out, "\n]")
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The assembled JSON is byte for byte what serde_json prints for the
+    /// same pairs.
+    #[test]
+    fn assembled_json_is_serde_jsons() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo");
+        let (cluster, _, _) =
+            ambit_compiler::load::load_paths(&[dir], &ambit_compiler::load::LoadOptions::default());
+        let tables = ambit_compiler::compile::compile(&cluster);
+        let names: Vec<String> = tables
+            .workloads
+            .iter()
+            .map(|w| format!("{}/{}\"\\", w.namespace, w.name))
+            .collect();
+        assert!(names.len() > 3);
+        for only in [None, Some((5432, Protocol::Tcp)), Some((53, Protocol::Udp))] {
+            let cells = Matrix::compute(&tables, only);
+            let ranges: Vec<Vec<PortRange>> = cells.sets().iter().map(port_ranges).collect();
+            let n = names.len();
+            let pairs: Vec<Pair> = (0..n * n)
+                .map(|k| pair(&names, &cells, &ranges, only, (k / n, k % n)))
+                .collect();
+            let mut want = serde_json::to_string_pretty(&pairs).unwrap();
+            want.push('\n');
+            let mut got = Vec::new();
+            json_out(&mut got, &names, &cells, only).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{only:?}");
+        }
+        let mut empty = Vec::new();
+        let cells = Matrix::compute(&tables, None);
+        json_out(&mut empty, &[], &cells, None).unwrap();
+        assert_eq!(empty, b"[]\n");
+    }
 }
