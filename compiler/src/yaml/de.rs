@@ -66,7 +66,7 @@ impl de::Error for Error {
 
 /// Deserialize a `T` from `node`.
 pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de MarkedYaml<'de>) -> Result<T, Error> {
-    T::deserialize(Node(node))
+    T::deserialize(Node(node, 0))
 }
 
 /// The core-schema tag of a scalar, if it has one.
@@ -373,11 +373,27 @@ fn unexpected<'a>(node: &'a MarkedYaml<'a>) -> Unexpected<'a> {
     }
 }
 
-/// The deserializer of one node.
+/// Levels of nesting a typed object may have. The parser bounds the text's
+/// nesting; aliases can deepen the tree past it, and deserialization recurses
+/// once per level.
+const DEPTH_LIMIT: u32 = 256;
+
+/// The deserializer of one node, and how deep it is.
 #[derive(Clone, Copy)]
-struct Node<'de>(&'de MarkedYaml<'de>);
+struct Node<'de>(&'de MarkedYaml<'de>, u32);
 
 impl<'de> Node<'de> {
+    /// The depth of this node's children, if they may be read.
+    fn inner(&self) -> Result<u32, Error> {
+        if self.1 >= DEPTH_LIMIT {
+            return Err(Error::new(
+                format!("nesting deeper than {DEPTH_LIMIT} levels (aliases included)"),
+                self.0,
+            ));
+        }
+        Ok(self.1 + 1)
+    }
+
     fn invalid_type(&self, exp: &dyn de::Expected) -> Error {
         let e: Error = de::Error::invalid_type(unexpected(self.0), exp);
         e.or_at(self.0)
@@ -559,7 +575,7 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.0.data {
             YamlData::Sequence(items) => visitor
-                .visit_seq(Seq(items.iter()))
+                .visit_seq(Seq(items.iter(), self.inner()?))
                 .map_err(|e: Error| e.or_at(self.0)),
             _ => Err(self.invalid_type(&visitor)),
         }
@@ -588,6 +604,7 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
                 let entries = entries(self.0)?;
                 visitor
                     .visit_map(Map {
+                        depth: self.inner()?,
                         entries: entries.into_iter(),
                         value: None,
                     })
@@ -616,8 +633,8 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
             YamlData::Mapping(m) if m.len() == 1 => {
                 let (k, v) = m.iter().next().expect("one entry");
                 visitor.visit_enum(Enum {
-                    variant: Node(k),
-                    value: Some(Node(v)),
+                    variant: Node(k, self.inner()?),
+                    value: Some(Node(v, self.inner()?)),
                 })
             }
             YamlData::Mapping(_) | YamlData::Sequence(_) => {
@@ -707,7 +724,7 @@ fn entries<'de>(
     Ok(out)
 }
 
-struct Seq<'de>(std::slice::Iter<'de, MarkedYaml<'de>>);
+struct Seq<'de>(std::slice::Iter<'de, MarkedYaml<'de>>, u32);
 
 impl<'de> de::SeqAccess<'de> for Seq<'de> {
     type Error = Error;
@@ -718,7 +735,7 @@ impl<'de> de::SeqAccess<'de> for Seq<'de> {
     ) -> Result<Option<T::Value>, Error> {
         match self.0.next() {
             Some(item) => seed
-                .deserialize(Node(item))
+                .deserialize(Node(item, self.1))
                 .map(Some)
                 .map_err(|e: Error| e.or_at(item)),
             None => Ok(None),
@@ -733,6 +750,7 @@ impl<'de> de::SeqAccess<'de> for Seq<'de> {
 type Entries<'de> = std::vec::IntoIter<(&'de MarkedYaml<'de>, &'de MarkedYaml<'de>)>;
 
 struct Map<'de> {
+    depth: u32,
     entries: Entries<'de>,
     value: Option<&'de MarkedYaml<'de>>,
 }
@@ -747,7 +765,7 @@ impl<'de> de::MapAccess<'de> for Map<'de> {
         match self.entries.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(Node(k))
+                seed.deserialize(Node(k, self.depth))
                     .map(Some)
                     .map_err(|e: Error| e.or_at(k))
             }
@@ -760,7 +778,8 @@ impl<'de> de::MapAccess<'de> for Map<'de> {
             .value
             .take()
             .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
-        seed.deserialize(Node(v)).map_err(|e: Error| e.or_at(v))
+        seed.deserialize(Node(v, self.depth))
+            .map_err(|e: Error| e.or_at(v))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -843,6 +862,28 @@ impl<'de> de::VariantAccess<'de> for Variant<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Aliases nest a tree deeper than its text: typing stops at the limit
+    /// with a located error instead of recursing on.
+    #[test]
+    fn deep_alias_trees_are_refused_not_followed() {
+        let mut text = String::from("a0: &a0 [x]\n");
+        for i in 1..40 {
+            let open = "[".repeat(10);
+            let close = "]".repeat(10);
+            text.push_str(&format!("a{i}: &a{i} {open}*a{}{close}\n", i - 1));
+        }
+        let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
+        loader.early_parse(false);
+        let mut parser = saphyr_parser::Parser::new_from_str(&text);
+        while let Some(Ok((ev, span))) = parser.next_event() {
+            saphyr_parser::SpannedEventReceiver::on_event(&mut loader, ev, span);
+        }
+        let docs = loader.into_documents();
+        let err = from_node::<serde_json::Value>(&docs[0]).unwrap_err();
+        assert!(err.message.contains("nesting deeper than 256"), "{err}");
+        assert!(err.at.is_some());
+    }
 
     /// The tree's accessors read plain scalars as saphyr's own core-schema
     /// resolution does.
