@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use saphyr::{MarkedYaml, Scalar, YamlData};
+use saphyr::{MarkedYaml, YamlData};
 use saphyr_parser::{ScalarStyle, Span, Tag};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 
@@ -93,8 +93,6 @@ fn core(tag: Option<&Tag>) -> Core {
             "null" => Core::Null,
             _ => Core::Other,
         },
-        // The non-specific tag `!` makes a plain scalar a string.
-        Some(t) if t.handle == "!" && t.suffix.is_empty() => Core::Str,
         Some(_) => Core::Other,
     }
 }
@@ -125,11 +123,6 @@ impl<'a> Text<'a> {
                 text: text.as_ref(),
                 plain: *style == ScalarStyle::Plain,
                 tag: core(tag.as_deref()),
-            }),
-            YamlData::Value(Scalar::String(s)) => Some(Text {
-                text: s.as_ref(),
-                plain: false,
-                tag: Core::None,
             }),
             _ => None,
         }
@@ -424,21 +417,12 @@ impl<'de> Node<'de> {
     }
 }
 
-macro_rules! signed {
-    ($($method:ident $visit:ident $ty:ident),*) => {$(
+/// `deserialize_<int>` methods: `$parse` reads the text as `$ty`.
+macro_rules! ints {
+    ($($method:ident $visit:ident $ty:ident $parse:ident),*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             let t = self.scalar_for(Core::Int, &visitor)?;
-            let v: $ty = int_signed(t).ok_or_else(|| self.invalid_scalar(stringify!($ty), t))?;
-            visitor.$visit(v).map_err(|e: Error| e.or_at(self.0))
-        }
-    )*};
-}
-
-macro_rules! unsigned {
-    ($($method:ident $visit:ident $ty:ident),*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            let t = self.scalar_for(Core::Int, &visitor)?;
-            let v: $ty = int_unsigned(t).ok_or_else(|| self.invalid_scalar(stringify!($ty), t))?;
+            let v: $ty = $parse(t).ok_or_else(|| self.invalid_scalar(stringify!($ty), t))?;
             visitor.$visit(v).map_err(|e: Error| e.or_at(self.0))
         }
     )*};
@@ -492,10 +476,10 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
         visitor.visit_bool(b).map_err(|e: Error| e.or_at(self.0))
     }
 
-    signed!(deserialize_i8 visit_i8 i8, deserialize_i16 visit_i16 i16,
-        deserialize_i32 visit_i32 i32, deserialize_i64 visit_i64 i64);
-    unsigned!(deserialize_u8 visit_u8 u8, deserialize_u16 visit_u16 u16,
-        deserialize_u32 visit_u32 u32, deserialize_u64 visit_u64 u64);
+    ints!(deserialize_i8 visit_i8 i8 int_signed, deserialize_i16 visit_i16 i16 int_signed,
+        deserialize_i32 visit_i32 i32 int_signed, deserialize_i64 visit_i64 i64 int_signed,
+        deserialize_u8 visit_u8 u8 int_unsigned, deserialize_u16 visit_u16 u16 int_unsigned,
+        deserialize_u32 visit_u32 u32 int_unsigned, deserialize_u64 visit_u64 u64 int_unsigned);
 
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         self.deserialize_f64(visitor)
@@ -684,8 +668,11 @@ fn entries<'de>(
     }
     let key = |k: &MarkedYaml| Text::of(k).map(|t| t.text.to_owned());
     // Keys of one style that repeat are refused by the loader; catch the
-    // ones that differ only in quoting.
-    if out.len() > 1 {
+    // ones that differ only in quoting (there is a quoted or tagged key).
+    let mixed = out
+        .iter()
+        .any(|(k, _)| Text::of(k).is_some_and(|t| !t.plain || t.tag != Core::None));
+    if mixed && out.len() > 1 {
         let mut seen = std::collections::HashSet::with_capacity(out.len());
         for (k, _) in &out {
             if let Some(t) = Text::of(k)
@@ -956,7 +943,7 @@ mod tests {
             .is_some();
             let theirs = matches!(
                 saphyr::Scalar::parse_from_cow_and_metadata(w.into(), ScalarStyle::Plain, None),
-                Some(Scalar::String(_))
+                Some(saphyr::Scalar::String(_))
             );
             assert_eq!(ours, theirs, "{w:?}");
         }
