@@ -15,12 +15,13 @@
 //! whole file, so every diagnostic points at the right line of the right file.
 
 mod de;
+mod tree;
 
-use saphyr::{MarkedYaml, YamlData};
 use saphyr_parser::{Event, SpannedEventReceiver};
 use serde::de::DeserializeOwned;
 
 use self::de::{Resolved, Text};
+use self::tree::{Data, Marked};
 
 use crate::diag::{Code, Diagnostic};
 use crate::source::{SourceFile, Span};
@@ -40,14 +41,14 @@ pub struct Document<'f> {
     /// The document's text (the tests re-read objects from it with serde-saphyr).
     #[cfg_attr(not(test), allow(dead_code))]
     text: &'f str,
-    root: MarkedYaml<'f>,
+    root: Marked<'f>,
 }
 
 /// One object of a document: the document's root, or an item of a `kind: List`.
 #[derive(Debug, Clone, Copy)]
 pub struct Object<'d> {
     doc: &'d Document<'d>,
-    node: &'d MarkedYaml<'d>,
+    node: &'d Marked<'d>,
 }
 
 /// One step of a path into a YAML tree.
@@ -113,7 +114,7 @@ pub fn documents<'f>(file: &'f SourceFile, diags: &mut Vec<Diagnostic>) -> Vec<D
 /// deeper than [`DEPTH_LIMIT`] is an error, as are aliases expanding beyond
 /// [`ALIAS_LIMIT`] nodes and tags outside YAML's core schema.
 /// Errors carry the 1-based line and 0-based column in the document.
-fn parse(text: &str) -> Result<Vec<MarkedYaml<'_>>, (usize, usize, String)> {
+fn parse(text: &str) -> Result<Vec<Marked<'_>>, (usize, usize, String)> {
     // Every character YAML forbids starts with a byte below 0x20 (C0, but
     // tab, LF and CR), 0x7F, 0xC2 (C1) or 0xEF (U+FFFE, U+FFFF): a scan of
     // the bytes decides, and characters are decoded only past such a byte.
@@ -133,12 +134,10 @@ fn parse(text: &str) -> Result<Vec<MarkedYaml<'_>>, (usize, usize, String)> {
             ),
         ));
     }
-    let at = |m: &saphyr::Marker| (m.line(), m.col());
+    let at = |m: &saphyr_parser::Marker| (m.line(), m.col());
     let mut parser = saphyr_parser::Parser::new_from_str(text);
-    let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
-    loader.alias_limit(ALIAS_LIMIT);
     // Scalars stay as written; `de` reads each the way its field asks.
-    loader.early_parse(false);
+    let mut loader = tree::Loader::new(ALIAS_LIMIT);
     let mut depth = 0usize;
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
@@ -244,7 +243,7 @@ impl<'f> Document<'f> {
         };
         if root.str_at(&["kind".into()]) == Some("List")
             && let Some(items) = root.node_at(&["items".into()])
-            && let YamlData::Sequence(seq) = &items.data
+            && let Data::Seq(seq) = &items.data
         {
             return seq.iter().map(|node| Object { doc: self, node }).collect();
         }
@@ -254,9 +253,7 @@ impl<'f> Document<'f> {
     /// The items of a document whose root is a sequence (a probe file).
     pub fn sequence_items(&self) -> Option<Vec<Object<'_>>> {
         match &self.root.data {
-            YamlData::Sequence(seq) => {
-                Some(seq.iter().map(|node| Object { doc: self, node }).collect())
-            }
+            Data::Seq(seq) => Some(seq.iter().map(|node| Object { doc: self, node }).collect()),
             _ => None,
         }
     }
@@ -269,7 +266,7 @@ impl<'f> Document<'f> {
         }
     }
 
-    fn abs_offset(&self, m: saphyr::Marker) -> usize {
+    fn abs_offset(&self, m: saphyr_parser::Marker) -> usize {
         self.file.offset(m.line() + self.line_offset, m.col())
     }
 }
@@ -284,7 +281,7 @@ impl<'d> Object<'d> {
         self.span_of(self.node)
     }
 
-    fn span_of(&self, node: &MarkedYaml) -> Span {
+    fn span_of(&self, node: &Marked) -> Span {
         self.span_of_marks(node.span)
     }
 
@@ -298,7 +295,7 @@ impl<'d> Object<'d> {
     }
 
     /// The node at `path`, if all of it exists.
-    pub fn node_at(&self, path: &[Seg]) -> Option<&'d MarkedYaml<'d>> {
+    pub(crate) fn node_at(&self, path: &[Seg]) -> Option<&'d Marked<'d>> {
         let (node, depth) = walk(self.node, path);
         (depth == path.len()).then_some(node)
     }
@@ -314,7 +311,7 @@ impl<'d> Object<'d> {
     /// The length of the sequence at `path`; `None` if it is not one.
     pub fn sequence_len(&self, path: &[Seg]) -> Option<usize> {
         match &self.node_at(path)?.data {
-            YamlData::Sequence(seq) => Some(seq.len()),
+            Data::Seq(seq) => Some(seq.len()),
             _ => None,
         }
     }
@@ -322,7 +319,7 @@ impl<'d> Object<'d> {
     /// The string keys of the mapping at `path` (empty if it is not one).
     pub fn keys_at(&self, path: &[Seg]) -> Vec<String> {
         match self.node_at(path).map(|n| &n.data) {
-            Some(YamlData::Mapping(map)) => map
+            Some(Data::Map(map)) => map
                 .iter()
                 .filter_map(|(k, _)| key_text(k).map(str::to_owned))
                 .collect(),
@@ -347,7 +344,7 @@ impl<'d> Object<'d> {
         if let Some((Seg::Key(_) | Seg::Owned(_), parent)) = path.split_last()
             && let (parent_node, depth) = walk(self.node, parent)
             && depth == parent.len()
-            && let YamlData::Mapping(map) = &parent_node.data
+            && let Data::Map(map) = &parent_node.data
         {
             let want = seg_key(path.last().expect("split_last returned Some"));
             for (k, _) in map.iter() {
@@ -462,7 +459,7 @@ fn flow_end(text: &str) -> Option<usize> {
 }
 
 /// The text of a scalar key, however it is quoted.
-fn key_text<'a>(k: &'a MarkedYaml<'a>) -> Option<&'a str> {
+fn key_text<'a>(k: &'a Marked<'a>) -> Option<&'a str> {
     Text::of(k).map(|t| t.text)
 }
 
@@ -476,14 +473,14 @@ fn seg_key(seg: &Seg) -> &str {
 
 /// Follow `path` from `node` as far as it exists; returns the node reached and
 /// how many segments were followed.
-fn walk<'a, 'n>(mut node: &'a MarkedYaml<'n>, path: &[Seg]) -> (&'a MarkedYaml<'n>, usize) {
+fn walk<'a, 'n>(mut node: &'a Marked<'n>, path: &[Seg]) -> (&'a Marked<'n>, usize) {
     for (depth, seg) in path.iter().enumerate() {
         let next = match (&node.data, seg) {
-            (YamlData::Mapping(map), Seg::Key(_) | Seg::Owned(_)) => map
+            (Data::Map(map), Seg::Key(_) | Seg::Owned(_)) => map
                 .iter()
                 .find(|(k, _)| key_text(k) == Some(seg_key(seg)))
                 .map(|(_, v)| v),
-            (YamlData::Sequence(seq), Seg::Index(i)) => seq.get(*i),
+            (Data::Seq(seq), Seg::Index(i)) => seq.get(*i),
             _ => None,
         };
         match next {

@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use saphyr::{MarkedYaml, YamlData};
+use super::tree::{Data, Marked};
 use saphyr_parser::{ScalarStyle, Span, Tag};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 
@@ -33,7 +33,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(message: impl Into<String>, node: &MarkedYaml) -> Self {
+    fn new(message: impl Into<String>, node: &Marked) -> Self {
         Error {
             message: message.into(),
             at: Some(node.span),
@@ -41,7 +41,7 @@ impl Error {
     }
 
     /// Locate an error that has no node yet at `node`.
-    fn or_at(mut self, node: &MarkedYaml) -> Self {
+    fn or_at(mut self, node: &Marked) -> Self {
         self.at.get_or_insert(node.span);
         self
     }
@@ -65,7 +65,7 @@ impl de::Error for Error {
 }
 
 /// Deserialize a `T` from `node`.
-pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de MarkedYaml<'de>) -> Result<T, Error> {
+pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Marked<'de>) -> Result<T, Error> {
     T::deserialize(Node(node, 0))
 }
 
@@ -117,9 +117,9 @@ pub(crate) enum Resolved<'a> {
 }
 
 impl<'a> Text<'a> {
-    pub(crate) fn of(node: &'a MarkedYaml<'a>) -> Option<Text<'a>> {
+    pub(crate) fn of(node: &'a Marked<'a>) -> Option<Text<'a>> {
         match &node.data {
-            YamlData::Representation(text, style, tag) => Some(Text {
+            Data::Scalar(text, style, tag) => Some(Text {
                 text: text.as_ref(),
                 plain: *style == ScalarStyle::Plain,
                 tag: core(tag.as_deref()),
@@ -350,10 +350,10 @@ fn float_incl_overflow(t: &str) -> Option<f64> {
 }
 
 /// What a node is, for "invalid type" messages.
-fn unexpected<'a>(node: &'a MarkedYaml<'a>) -> Unexpected<'a> {
+fn unexpected<'a>(node: &'a Marked<'a>) -> Unexpected<'a> {
     match &node.data {
-        YamlData::Sequence(_) => Unexpected::Seq,
-        YamlData::Mapping(_) => Unexpected::Map,
+        Data::Seq(_) => Unexpected::Seq,
+        Data::Map(_) => Unexpected::Map,
         _ => match Text::of(node).map(|t| t.resolve()) {
             Some(Resolved::Null) => Unexpected::Unit,
             Some(Resolved::Bool(b)) => Unexpected::Bool(b),
@@ -373,7 +373,7 @@ const DEPTH_LIMIT: u32 = 256;
 
 /// The deserializer of one node, and how deep it is.
 #[derive(Clone, Copy)]
-struct Node<'de>(&'de MarkedYaml<'de>, u32);
+struct Node<'de>(&'de Marked<'de>, u32);
 
 impl<'de> Node<'de> {
     /// The depth of this node's children, if they may be read.
@@ -434,8 +434,8 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         let node = self.0;
         let r = match &node.data {
-            YamlData::Sequence(_) => return self.deserialize_seq(visitor),
-            YamlData::Mapping(_) => return self.deserialize_map(visitor),
+            Data::Seq(_) => return self.deserialize_seq(visitor),
+            Data::Map(_) => return self.deserialize_map(visitor),
             _ => match Text::of(node) {
                 Some(t) => match (t.tag, t.resolve()) {
                     // An explicit `!!int` that does not parse is an error, not a string.
@@ -541,7 +541,7 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match &self.0.data {
-            YamlData::Mapping(m) if m.is_empty() => visitor.visit_unit(),
+            Data::Map(m) if m.is_empty() => visitor.visit_unit(),
             _ => self.deserialize_unit(visitor),
         }
     }
@@ -558,7 +558,7 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.0.data {
-            YamlData::Sequence(items) => visitor
+            Data::Seq(items) => visitor
                 .visit_seq(Seq(items.iter(), self.inner()?))
                 .map_err(|e: Error| e.or_at(self.0)),
             _ => Err(self.invalid_type(&visitor)),
@@ -584,7 +584,7 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.0.data {
-            YamlData::Mapping(_) => {
+            Data::Map(_) => {
                 let entries = entries(self.0)?;
                 visitor
                     .visit_map(Map {
@@ -614,14 +614,14 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         let r = match &self.0.data {
-            YamlData::Mapping(m) if m.len() == 1 => {
+            Data::Map(m) if m.len() == 1 => {
                 let (k, v) = m.iter().next().expect("one entry");
                 visitor.visit_enum(Enum {
                     variant: Node(k, self.inner()?),
                     value: Some(Node(v, self.inner()?)),
                 })
             }
-            YamlData::Mapping(_) | YamlData::Sequence(_) => {
+            Data::Map(_) | Data::Seq(_) => {
                 return Err(Error::new(
                     "expected a variant name, or a mapping of one variant to its value",
                     self.0,
@@ -653,12 +653,12 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
 /// mapping first, then those of each merged mapping not already present.
 /// Keys that read the same (`a` and `"a"`) are an error.
 fn entries<'de>(
-    node: &'de MarkedYaml<'de>,
-) -> Result<Vec<(&'de MarkedYaml<'de>, &'de MarkedYaml<'de>)>, Error> {
-    let YamlData::Mapping(map) = &node.data else {
+    node: &'de Marked<'de>,
+) -> Result<Vec<(&'de Marked<'de>, &'de Marked<'de>)>, Error> {
+    let Data::Map(map) = &node.data else {
         return Ok(Vec::new());
     };
-    let mut out: Vec<(&MarkedYaml, &MarkedYaml)> = Vec::with_capacity(map.len());
+    let mut out: Vec<(&Marked, &Marked)> = Vec::with_capacity(map.len());
     let mut merges = Vec::new();
     for (k, v) in map.iter() {
         match Text::of(k) {
@@ -666,7 +666,7 @@ fn entries<'de>(
             _ => out.push((k, v)),
         }
     }
-    let key = |k: &MarkedYaml| Text::of(k).map(|t| t.text.to_owned());
+    let key = |k: &Marked| Text::of(k).map(|t| t.text.to_owned());
     // Keys of one style that repeat are refused by the loader; catch the
     // ones that differ only in quoting (there is a quoted or tagged key).
     let mixed = out
@@ -686,15 +686,15 @@ fn entries<'de>(
         }
     }
     for m in merges {
-        let sources: Vec<&MarkedYaml> = match &m.data {
-            YamlData::Mapping(_) => vec![m],
-            YamlData::Sequence(items) => items.iter().collect(),
+        let sources: Vec<&Marked> = match &m.data {
+            Data::Map(_) => vec![m],
+            Data::Seq(items) => items.iter().collect(),
             _ => {
                 return Err(Error::new("`<<` merges a mapping or a list of mappings", m));
             }
         };
         for src in sources {
-            if !matches!(src.data, YamlData::Mapping(_)) {
+            if !matches!(src.data, Data::Map(_)) {
                 return Err(Error::new(
                     "`<<` merges a mapping or a list of mappings",
                     src,
@@ -711,7 +711,7 @@ fn entries<'de>(
     Ok(out)
 }
 
-struct Seq<'de>(std::slice::Iter<'de, MarkedYaml<'de>>, u32);
+struct Seq<'de>(std::slice::Iter<'de, Marked<'de>>, u32);
 
 impl<'de> de::SeqAccess<'de> for Seq<'de> {
     type Error = Error;
@@ -734,12 +734,12 @@ impl<'de> de::SeqAccess<'de> for Seq<'de> {
     }
 }
 
-type Entries<'de> = std::vec::IntoIter<(&'de MarkedYaml<'de>, &'de MarkedYaml<'de>)>;
+type Entries<'de> = std::vec::IntoIter<(&'de Marked<'de>, &'de Marked<'de>)>;
 
 struct Map<'de> {
     depth: u32,
     entries: Entries<'de>,
-    value: Option<&'de MarkedYaml<'de>>,
+    value: Option<&'de Marked<'de>>,
 }
 
 impl<'de> de::MapAccess<'de> for Map<'de> {
@@ -806,7 +806,7 @@ impl<'de> de::EnumAccess<'de> for Enum<'de> {
 }
 
 struct Variant<'de> {
-    at: &'de MarkedYaml<'de>,
+    at: &'de Marked<'de>,
     value: Option<Node<'de>>,
 }
 
@@ -860,8 +860,7 @@ mod tests {
             let close = "]".repeat(10);
             text.push_str(&format!("a{i}: &a{i} {open}*a{}{close}\n", i - 1));
         }
-        let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
-        loader.early_parse(false);
+        let mut loader = crate::yaml::tree::Loader::new(usize::MAX);
         let mut parser = saphyr_parser::Parser::new_from_str(&text);
         while let Some(Ok((ev, span))) = parser.next_event() {
             saphyr_parser::SpannedEventReceiver::on_event(&mut loader, ev, span);
