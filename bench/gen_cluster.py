@@ -30,6 +30,13 @@ Parameters:
                          rails (deny the cloud metadata endpoint, accept
                          Prometheus scrapes, pass DNS), team rules by
                          priority, and a Baseline tier (deny dev -> prod).
+  --default-deny F       share of app namespaces with a namespace-wide
+                         default deny of ingress and egress (and a DNS
+                         allowance), 0 to 1 (default 0.8: a locked-down
+                         cluster); of the others, one in two denies ingress
+                         only and the rest have no baseline. Lower values
+                         model a cluster part-way through adopting policies:
+                         more pairs connected, on more varied ports.
   --revision R           R deterministic edits of the NetworkPolicies (default
                          0): a port added, a rule removed, a namespace label
                          changed — a second version of the same repository,
@@ -287,7 +294,9 @@ class Cluster:
             used.add(name)
             ns = Ns(name, team, env, len(self.namespaces), "app")
             r = rng.random()
-            ns.deny = "full" if r < 0.8 else ("ingress" if r < 0.9 else "none")
+            full = self.args.default_deny
+            ns.deny = ("full" if r < full
+                       else "ingress" if r < full + (1 - full) / 2 else "none")
             if env == "prod" and rng.random() < 0.3:
                 ns.extra_labels["compliance"] = rng.choice(["pci-dss", "soc2", "hipaa"])
             ns.extra_labels["pod-security.kubernetes.io/enforce"] = (
@@ -1049,6 +1058,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pods-per-workload", type=int, default=1)
     ap.add_argument("--authz", type=int, default=0)
     ap.add_argument("--admin", type=int, default=0)
+    ap.add_argument("--default-deny", type=float, default=0.8)
     ap.add_argument("--revision", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -1057,6 +1067,8 @@ def main(argv=None) -> int:
         args.namespaces = max(2, args.pods // 50)
     if min(args.pods, args.policies, args.authz, args.admin, args.revision) < 0:
         ap.error("--pods, --policies, --authz, --admin and --revision must be >= 0")
+    if not 0 <= args.default_deny <= 1:
+        ap.error("--default-deny must be between 0 and 1")
     if args.namespaces < 2:
         ap.error("--namespaces must be >= 2 (kube-system and at least one more)")
     if args.pods_per_workload < 1:
@@ -1079,6 +1091,8 @@ def main(argv=None) -> int:
     clean(args.out)
     params = (f"--pods {args.pods} --policies {args.policies} --namespaces {args.namespaces} "
               f"--pods-per-workload {args.pods_per_workload} --seed {args.seed}")
+    if args.default_deny != 0.8:
+        params += f" --default-deny {args.default_deny:g}"
     for flag in ("authz", "admin", "revision"):
         if getattr(args, flag):
             params += f" --{flag} {getattr(args, flag)}"
