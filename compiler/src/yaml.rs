@@ -1,8 +1,9 @@
 //! All YAML handling lives here, so that the choice of crates can change in one
 //! place.
 //!
-//! Each document is parsed once, by `saphyr`, into a tree that keeps every
-//! node's source position and every scalar as written (text, quoting, tag):
+//! Each document is parsed once, by `saphyr-parser`, into a tree ([`tree`])
+//! that keeps every node's source position and every scalar as written
+//! (text, quoting, tag):
 //! - semantic errors are located by path (`/spec/ingress/0/from/1`), and the
 //!   objects of a `kind: List` are found, in that tree;
 //! - typed resources (k8s-openapi or our own serde types) are deserialized
