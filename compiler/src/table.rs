@@ -665,21 +665,40 @@ impl Tables {
         proto: Protocol,
         port: u16,
     ) -> bool {
-        match self.first_match(&iso.admin, remote, dst, proto, port) {
-            Some((_, Action::Accept)) => return true,
-            Some((_, Action::Deny)) => return false,
-            Some((_, Action::Pass)) | None => {}
-        }
-        if iso.isolated() {
-            return iso
-                .rules
-                .iter()
-                .any(|&r| self.rule_admits(&self.rules[r as usize], remote, dst, proto, port));
-        }
-        !matches!(
-            self.first_match(&iso.baseline, remote, dst, proto, port),
-            Some((_, Action::Deny))
+        self.through_tiers(
+            [&iso.admin, &iso.rules, &iso.baseline],
+            iso.isolated(),
+            |rule| self.rule_admits(rule, remote, dst, proto, port),
         )
+    }
+
+    /// The tiers of one direction over the rule lists `[admin, rules,
+    /// baseline]`, with `matches` telling which rules match the flow: the
+    /// first matching Admin rule with an action decides (a pass goes on), then
+    /// an isolated side allows what one of its rules matches, else the first
+    /// matching Baseline rule denies or the flow is allowed.
+    fn through_tiers(
+        &self,
+        [admin, rules, baseline]: [&[u32]; 3],
+        isolated: bool,
+        matches: impl Fn(&TableRule) -> bool,
+    ) -> bool {
+        let first = |ids: &[u32]| {
+            ids.iter().find_map(|&r| {
+                let rule = &self.rules[r as usize];
+                let action = rule.action?;
+                matches(rule).then_some(action)
+            })
+        };
+        match first(admin) {
+            Some(Action::Accept) => return true,
+            Some(Action::Deny) => return false,
+            Some(Action::Pass) | None => {}
+        }
+        if isolated {
+            return rules.iter().any(|&r| matches(&self.rules[r as usize]));
+        }
+        first(baseline) != Some(Action::Deny)
     }
 
     /// The first rule of a tier that matches, with its action.
@@ -825,11 +844,21 @@ impl Tables {
         proto: Protocol,
         port: u16,
     ) -> bool {
-        rule.peers.admit(remote)
-            && match &rule.ports {
-                None => true,
-                Some(specs) => specs.iter().any(|s| self.port_matches(s, dst, proto, port)),
-            }
+        rule.peers.admit(remote) && self.ports_admit(rule, dst, proto, port)
+    }
+
+    /// The ports of `rule` admit `port/proto` to a destination of class `dst`.
+    fn ports_admit(
+        &self,
+        rule: &TableRule,
+        dst: Option<ClassId>,
+        proto: Protocol,
+        port: u16,
+    ) -> bool {
+        match &rule.ports {
+            None => true,
+            Some(specs) => specs.iter().any(|s| self.port_matches(s, dst, proto, port)),
+        }
     }
 
     fn port_matches(
@@ -883,15 +912,18 @@ impl Tables {
         }
         let mut cuts: Vec<u32> = vec![1, 65536];
         let dst_class = self.class_of(to);
-        // The port bounds of the rules that can match this pair: a rule
-        // whose peers exclude the remote end decides nothing here.
-        let mut add_iso = |iso: &Isolation, remote: Remote| {
-            for &r in iso.admin.iter().chain(&iso.rules).chain(&iso.baseline) {
-                let rule = &self.rules[r as usize];
-                if !rule.peers.admit(remote) {
-                    continue;
-                }
-                for s in rule.ports.iter().flatten() {
+        // Each side's rules that can match this pair, in order (a rule whose
+        // peers exclude the remote end decides nothing here), and their
+        // port bounds.
+        let mut keep = |iso: &Isolation, remote: Remote| {
+            let lists = [&iso.admin, &iso.rules, &iso.baseline].map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|&r| self.rules[r as usize].peers.admit(remote))
+                    .collect::<Vec<u32>>()
+            });
+            for &r in lists.iter().flatten() {
+                for s in self.rules[r as usize].ports.iter().flatten() {
                     match s {
                         PortSpec::AnyPort(_) => {}
                         PortSpec::Range { start, end, .. } => {
@@ -909,15 +941,12 @@ impl Tables {
                     }
                 }
             }
+            (lists, iso.isolated())
         };
-        if let Endpoint::Workload(w) = from {
-            add_iso(
-                &self.egress[self.workloads[w as usize].class as usize],
-                self.remote(to),
-            );
-        }
+        let [egress, ingress] = self
+            .sides(from, to)
+            .map(|side| side.map(|(iso, remote, _)| keep(iso, remote)));
         if let Some(c) = dst_class {
-            add_iso(&self.ingress[c as usize], self.remote(from));
             // Ports that authorization singles out.
             let a = &self.authz.classes[c as usize];
             for &(port, _, _) in &a.mtls.ports {
@@ -938,11 +967,22 @@ impl Tables {
         cuts.retain(|&c| c >= 1);
         cuts.sort_unstable();
         cuts.dedup();
+        // Each window decided as `decide` would, the peers already settled.
+        let side_allows = |side: &Option<([Vec<u32>; 3], bool)>, proto, port| {
+            side.as_ref().is_none_or(|(lists, isolated)| {
+                self.through_tiers([&lists[0], &lists[1], &lists[2]], *isolated, |rule| {
+                    self.ports_admit(rule, dst_class, proto, port)
+                })
+            })
+        };
         let mut set = PortSet::default();
         for proto in Protocol::ALL {
             for win in cuts.windows(2) {
                 let (lo, hi) = (win[0] as u16, (win[1] - 1) as u16);
-                if self.decide(from, to, proto, lo) {
+                if side_allows(&egress, proto, lo)
+                    && side_allows(&ingress, proto, lo)
+                    && self.authorize(from, to, proto, lo, None, ExtAuthz::Unknown, View::L4, None)
+                {
                     set.push(proto, lo, hi);
                 }
             }
