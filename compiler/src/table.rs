@@ -683,22 +683,31 @@ impl Tables {
         isolated: bool,
         matches: impl Fn(&TableRule) -> bool,
     ) -> bool {
-        let first = |ids: &[u32]| {
-            ids.iter().find_map(|&r| {
-                let rule = &self.rules[r as usize];
-                let action = rule.action?;
-                matches(rule).then_some(action)
-            })
-        };
-        match first(admin) {
-            Some(Action::Accept) => return true,
-            Some(Action::Deny) => return false,
-            Some(Action::Pass) | None => {}
+        match self.first_matching(admin, &matches) {
+            Some((_, Action::Accept)) => return true,
+            Some((_, Action::Deny)) => return false,
+            Some((_, Action::Pass)) | None => {}
         }
         if isolated {
             return rules.iter().any(|&r| matches(&self.rules[r as usize]));
         }
-        first(baseline) != Some(Action::Deny)
+        !matches!(
+            self.first_matching(baseline, &matches),
+            Some((_, Action::Deny))
+        )
+    }
+
+    /// The first rule of a tier with an action that `matches`, and the action.
+    fn first_matching(
+        &self,
+        ids: &[u32],
+        matches: impl Fn(&TableRule) -> bool,
+    ) -> Option<(u32, Action)> {
+        ids.iter().find_map(|&r| {
+            let rule = &self.rules[r as usize];
+            let action = rule.action?;
+            matches(rule).then_some((r, action))
+        })
     }
 
     /// The first rule of a tier that matches, with its action.
@@ -710,11 +719,8 @@ impl Tables {
         proto: Protocol,
         port: u16,
     ) -> Option<(u32, Action)> {
-        rules.iter().find_map(|&r| {
-            let rule = &self.rules[r as usize];
-            let action = rule.action?;
+        self.first_matching(rules, |rule| {
             self.rule_admits(rule, remote, dst, proto, port)
-                .then_some((r, action))
         })
     }
 
