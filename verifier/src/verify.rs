@@ -299,7 +299,8 @@ impl<'a> Problem<'a> {
             });
         }
         let [src, dst]: [End; 2] = ends.try_into().ok().expect("two ends");
-        let allowed = TableEncoding::new(tables).allowed_among(
+        // Each end is one of its classes or an outside address.
+        let allowed = TableEncoding::within(tables, [&classes[0], &classes[1]]).allowed_among(
             src.table.as_ref().expect("table end"),
             dst.table.as_ref().expect("table end"),
             &svc,

@@ -172,6 +172,11 @@ impl Text {
                 let hit = match v {
                     TextValue::Parts(parts) => parts_pattern(p, parts, ignore_case),
                     TextValue::Known(k) => {
+                        match known_matches(p, k, ignore_case) {
+                            Some(false) => return None,
+                            Some(true) => return Some(cond.clone()),
+                            None => {}
+                        }
                         let b = text_pattern(p, &literal(k), ignore_case).simplify();
                         match b.as_bool() {
                             Some(false) => return None,
@@ -191,6 +196,36 @@ impl Text {
     pub fn is(&self, s: &str) -> Bool {
         self.matches(&Pattern::Exact(s.to_owned()), false)
     }
+}
+
+/// A string pattern against a known value, as [`text_pattern`] decides it
+/// (ASCII letters alike in either case with `ignore_case`), for the forms
+/// plain comparison settles; `None` for the rest (path templates). Built
+/// once per class and pattern, this keeps a Z3 string literal and a
+/// simplification out of every such pair.
+fn known_matches(p: &Pattern, v: &str, ignore_case: bool) -> Option<bool> {
+    let eq = |a: &str, b: &str| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    // Byte offsets: a UTF-8 prefix or suffix that is itself whole
+    // characters is a prefix or suffix of the characters.
+    let head = |n: usize| v.is_char_boundary(n).then(|| &v[..n]);
+    let tail = |n: usize| {
+        let at = v.len().checked_sub(n)?;
+        v.is_char_boundary(at).then(|| &v[at..])
+    };
+    Some(match p {
+        Pattern::Exact(e) => eq(v, e),
+        Pattern::Prefix(x) => head(x.len()).is_some_and(|h| eq(h, x)),
+        Pattern::Suffix(x) => tail(x.len()).is_some_and(|t| eq(t, x)),
+        Pattern::Presence => !v.is_empty(),
+        Pattern::Cidr(_) | Pattern::Port(_) => false,
+        Pattern::Template(_) => return None,
+    })
 }
 
 /// A pattern against a concatenation. Exact values, prefixes and suffixes
@@ -1352,6 +1387,57 @@ mod tests {
                 assert_eq!(got, want, "{p} against {whole}");
             }
         }
+    }
+
+    /// The plain comparison of known values decides as the string theory.
+    #[test]
+    fn known_values_match_as_the_solver_does() {
+        let patterns = [
+            "cluster.local/ns/a/sa/b",
+            "cluster.local/*",
+            "*/sa/b",
+            "*",
+            "a*",
+            "*a",
+            "Shop.Example",
+            "ü*",
+            "*é",
+            "",
+        ];
+        let values = [
+            "cluster.local/ns/a/sa/b",
+            "CLUSTER.local/ns/a/sa/B",
+            "",
+            "a",
+            "A",
+            "ba",
+            "shop.EXAMPLE",
+            "üx",
+            "xé",
+            "xÉ",
+            "ünï\\code",
+        ];
+        for p in patterns {
+            let mut pats = vec![Pattern::parse_string(p), Pattern::Exact(p.to_owned())];
+            pats.push(Pattern::Cidr("10.0.0.0/8".parse().unwrap()));
+            for pat in &pats {
+                for v in values {
+                    for ignore_case in [false, true] {
+                        let b = text_pattern(pat, &literal(v), ignore_case);
+                        let z3 = b.simplify().as_bool().unwrap_or_else(|| always(&b));
+                        assert_eq!(
+                            known_matches(pat, v, ignore_case),
+                            Some(z3),
+                            "{pat:?} against {v:?}, ignore case {ignore_case}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            known_matches(&Pattern::Template("/v1/{*}".into()), "/v1/x", false),
+            None
+        );
     }
 
     #[test]

@@ -987,6 +987,10 @@ impl TableEnd {
 pub struct TableEncoding<'a> {
     pub tables: &'a Tables,
     rules: std::cell::RefCell<std::collections::HashMap<(u32, Direction), Bool>>,
+    /// The destination has a port of a name (and protocol), for the flow.
+    named: std::cell::RefCell<std::collections::HashMap<(String, Option<Protocol>), Bool>>,
+    /// The classes the source and the destination can be in, when known.
+    domain: [Option<Vec<u32>>; 2],
 }
 
 impl<'a> TableEncoding<'a> {
@@ -994,6 +998,64 @@ impl<'a> TableEncoding<'a> {
         TableEncoding {
             tables,
             rules: Default::default(),
+            named: Default::default(),
+            domain: [None, None],
+        }
+    }
+
+    /// An encoding for ends known to be in one of `domain`'s classes (the
+    /// source's, the destination's) unless they are addresses: a rule's
+    /// test of a class set asks only which of those classes it holds, and
+    /// ranges of them, bridging the classes no end can be in, stay few.
+    pub fn within(tables: &'a Tables, domain: [&BTreeSet<u32>; 2]) -> Self {
+        TableEncoding {
+            domain: domain.map(|d| Some(d.iter().copied().collect())),
+            ..TableEncoding::new(tables)
+        }
+    }
+
+    /// `x`, the class of the end `side` (0 the source, 1 the destination),
+    /// is one for which `holds` holds.
+    fn class_in(&self, side: usize, x: &BV, holds: impl Fn(u32) -> bool) -> Bool {
+        match &self.domain[side] {
+            None => {
+                let ids: Vec<u32> = (0..self.tables.classes.len() as u32)
+                    .filter(|&c| holds(c))
+                    .collect();
+                in_ranges(&ids, x)
+            }
+            Some(domain) => {
+                // Runs of the domain's classes that hold, as ranges over
+                // the class ids: what lies between two of the domain's
+                // classes no end can be.
+                let mut each = Vec::new();
+                let mut run: Option<(u32, u32)> = None;
+                for &c in domain {
+                    if holds(c) {
+                        run = Some(run.map_or((c, c), |(lo, _)| (lo, c)));
+                    } else if let Some(r) = run.take() {
+                        each.push(r);
+                    }
+                }
+                each.extend(run);
+                if let [(lo, hi)] = each[..]
+                    && lo == domain[0]
+                    && hi == domain[domain.len() - 1]
+                {
+                    return Bool::from_bool(true);
+                }
+                let each: Vec<Bool> = each
+                    .into_iter()
+                    .map(|(lo, hi)| {
+                        if lo == hi {
+                            x.eq(idx(lo as u64))
+                        } else {
+                            Bool::and(&[x.bvuge(idx(lo as u64)), x.bvule(idx(hi as u64))])
+                        }
+                    })
+                    .collect();
+                Bool::or(&each)
+            }
         }
     }
 
@@ -1175,7 +1237,7 @@ impl<'a> TableEncoding<'a> {
         dst: &TableEnd,
         svc: &Service,
     ) -> Bool {
-        let peers = peers(&rule.peers, remote);
+        let peers = self.peers(&rule.peers, rule.direction, remote);
         let ports = match &rule.ports {
             None => Bool::from_bool(true),
             Some(list) => {
@@ -1186,23 +1248,73 @@ impl<'a> TableEncoding<'a> {
         Bool::and(&[peers, ports])
     }
 
+    /// A rule's peers: every remote; a class of its sets (as ranges of
+    /// consecutive ids, to keep the formula small); an address in its
+    /// blocks. The remote is the destination of an egress rule, the source
+    /// of an ingress one.
+    fn peers(&self, p: &Peers, direction: Direction, remote: &TableEnd) -> Bool {
+        if p.all {
+            return Bool::from_bool(true);
+        }
+        let side = match direction {
+            Direction::Egress => 1,
+            Direction::Ingress => 0,
+        };
+        let classes = if self.domain[side].is_some() {
+            self.class_in(side, &remote.class, |c| {
+                p.classes.contains(c) || p.ip_classes.contains(c)
+            })
+        } else {
+            let mut each = class_ranges(&p.classes, &remote.class);
+            each.extend(class_ranges(&p.ip_classes, &remote.class));
+            Bool::or(&each)
+        };
+        let blocks: Vec<Bool> = p
+            .ip_blocks
+            .iter()
+            .map(|b| {
+                let mut parts = vec![remote.addr.in_cidr(&b.cidr)];
+                parts.extend(b.except.iter().map(|e| remote.addr.in_cidr(e).not()));
+                Bool::and(&parts)
+            })
+            .collect();
+        remote.external.ite(&Bool::or(&blocks), &classes)
+    }
+
     fn port(&self, spec: &PortSpec, dst: &TableEnd, svc: &Service) -> Bool {
         let named = |name: &str, protocol: Option<Protocol>| {
-            let mut each = Vec::new();
+            let key = (name.to_owned(), protocol);
+            if let Some(b) = self.named.borrow().get(&key) {
+                return b.clone();
+            }
+            // The classes with a port of the name, by the number and
+            // protocol it resolves to: one range test of classes each.
+            let mut by_port: BTreeMap<(Protocol, u16), BTreeSet<u32>> = BTreeMap::new();
             for (c, class) in self.tables.classes.iter().enumerate() {
                 for cp in &class.ports {
                     if cp.name.as_deref() == Some(name) && protocol.is_none_or(|p| p == cp.protocol)
                     {
-                        each.push(Bool::and(&[
-                            dst.class.eq(idx(c as u64)),
-                            svc.is_protocol(cp.protocol),
-                            svc.port.eq(BV::from_u64(cp.port as u64, 16)),
-                        ]));
+                        by_port
+                            .entry((cp.protocol, cp.port))
+                            .or_default()
+                            .insert(c as u32);
                     }
                 }
             }
+            let each: Vec<Bool> = by_port
+                .iter()
+                .map(|(&(protocol, port), classes)| {
+                    Bool::and(&[
+                        self.class_in(1, &dst.class, |c| classes.contains(&c)),
+                        svc.is_protocol(protocol),
+                        svc.port.eq(BV::from_u64(port as u64, 16)),
+                    ])
+                })
+                .collect();
             // An address outside the cluster has no named ports.
-            Bool::and(&[dst.external.not(), Bool::or(&each)])
+            let b = Bool::and(&[dst.external.not(), Bool::or(&each)]);
+            self.named.borrow_mut().insert(key, b.clone());
+            b
         };
         match spec {
             PortSpec::AnyPort(p) => svc.is_protocol(*p),
@@ -1215,26 +1327,6 @@ impl<'a> TableEncoding<'a> {
             PortSpec::NamedAnyProtocol { name } => named(name, None),
         }
     }
-}
-
-/// A rule's peers: every remote; a class of its sets (as ranges of
-/// consecutive ids, to keep the formula small); an address in its blocks.
-fn peers(p: &Peers, remote: &TableEnd) -> Bool {
-    if p.all {
-        return Bool::from_bool(true);
-    }
-    let mut classes = class_ranges(&p.classes, &remote.class);
-    classes.extend(class_ranges(&p.ip_classes, &remote.class));
-    let blocks: Vec<Bool> = p
-        .ip_blocks
-        .iter()
-        .map(|b| {
-            let mut parts = vec![remote.addr.in_cidr(&b.cidr)];
-            parts.extend(b.except.iter().map(|e| remote.addr.in_cidr(e).not()));
-            Bool::and(&parts)
-        })
-        .collect();
-    remote.external.ite(&Bool::or(&blocks), &Bool::or(&classes))
 }
 
 /// `x` is one of `ids`, as ranges of consecutive ids.
