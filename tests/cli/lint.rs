@@ -270,6 +270,36 @@ fn an_annotation_silences_a_rule_on_its_resource() {
     );
 }
 
+/// One rule opens two workloads to an outside range on a named port that
+/// each resolves to its own number: each example names its own port.
+#[test]
+fn outside_examples_resolve_named_ports_per_workload() {
+    let out = ambit(&[
+        "lint",
+        "testdata/lint-cases/rx101-named-ports.yaml",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut examples: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "RX101")
+        .map(|d| d["message"].as_str().unwrap().to_owned())
+        .collect();
+    examples.sort();
+    assert_eq!(
+        examples,
+        [
+            "`shop/admin` accepts connections from outside the cluster, e.g. from 198.51.100.0 on TCP 9090",
+            "`shop/api` accepts connections from outside the cluster, e.g. from 198.51.100.0 on TCP 8080",
+        ],
+        "{}",
+        transcript(&out)
+    );
+}
+
 #[test]
 fn the_demo_cluster() {
     let out = ambit(&["lint", "testdata/demo"]);

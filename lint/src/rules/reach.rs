@@ -53,7 +53,6 @@ pub(crate) fn run(cx: &mut Context<'_>) {
     ];
     // One solver: an outside source, any port and protocol; each class is
     // asked in turn.
-    let encoding = TableEncoding::new(cx.tables);
     let solver = Solver::new();
     let src = TableEnd {
         class: idx_const("src.class"),
@@ -116,6 +115,9 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         let solved = || {
             let dst = TableEnd::class(idx(class as u64), "dst");
             let only = BTreeSet::from([class]);
+            // An encoding per destination: a rule's formula resolves its
+            // named ports at the destination it was built for.
+            let encoding = TableEncoding::new(cx.tables);
             solver.push();
             solver.assert(dst.addr.is(w.ips.first().copied()));
             solver.assert(encoding.allowed_among(&src, &dst, &svc, [&none, &only]));
