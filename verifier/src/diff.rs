@@ -1163,6 +1163,69 @@ mod tests {
         );
     }
 
+    /// The proof reads a pair of groups as one entry: the lists must list
+    /// every member pair of it alike, or the diff stops.
+    #[test]
+    fn lists_condense_only_when_every_member_pair_is_listed_alike() {
+        let common: Vec<Common> = ["ns/a", "ns/b", "ns/c"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Common {
+                id: (*id).to_owned(),
+                base: i as u32,
+                head: i as u32,
+            })
+            .collect();
+        let groups = vec![vec![0, 1], vec![2]];
+        let mut http = PortSet::default();
+        http.ranges[0] = vec![(80, 80)];
+        let change = |from: &str, to: &str, ports: &PortSet| Change {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            ports: ports.clone(),
+            witness: Witness {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                port: 80,
+                protocol: Protocol::Tcp,
+            },
+            base: Vec::new(),
+            head: Vec::new(),
+        };
+        let not_pods = [false; 3];
+        let whole = [change("ns/a", "ns/c", &http), change("ns/b", "ns/c", &http)];
+        let condensed = condense(&whole, &common, &groups, &not_pods).unwrap();
+        assert_eq!(condensed.len(), 1);
+        assert_eq!(
+            (condensed[0].0, condensed[0].1),
+            (Key::Group(0), Key::Group(1))
+        );
+        // One member pair missing, or listed with other ports.
+        assert!(condense(&whole[..1], &common, &groups, &not_pods).is_err());
+        let mut other = http.clone();
+        other.ranges[0] = vec![(81, 81)];
+        let unlike = [
+            change("ns/a", "ns/c", &http),
+            change("ns/b", "ns/c", &other),
+        ];
+        assert!(condense(&unlike, &common, &groups, &not_pods).is_err());
+        // Within a group: every ordered pair, a workload to itself too,
+        // unless it is a Pod.
+        let within: Vec<Change> = [("ns/a", "ns/a"), ("ns/a", "ns/b"), ("ns/b", "ns/a")]
+            .iter()
+            .map(|(f, t)| change(f, t, &http))
+            .collect();
+        assert!(condense(&within, &common, &groups, &not_pods).is_err());
+        assert!(condense(&within, &common, &groups, &[false, true, false]).is_ok());
+        // An address to every member of a group.
+        let outside = [
+            change("ip:192.0.2.0/24", "ns/a", &http),
+            change("ip:192.0.2.0/24", "ns/b", &http),
+        ];
+        assert!(condense(&outside, &common, &groups, &not_pods).is_ok());
+        assert!(condense(&outside[1..], &common, &groups, &not_pods).is_err());
+    }
+
     #[test]
     fn port_sets_subtract() {
         let mut a = PortSet::default();
