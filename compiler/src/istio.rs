@@ -726,7 +726,11 @@ fn value(cx: &mut Cx<'_>, attr: &Attr, namespace: &str, v: &str, at: &[Seg]) -> 
                 );
                 return None;
             }
-            if v.len() > 1 && v[1..v.len() - 1].contains('*') {
+            // A `*` past the first character and before the last (by
+            // characters: a principal may start with any of them).
+            if v.char_indices()
+                .any(|(i, c)| c == '*' && i > 0 && i + 1 < v.len())
+            {
                 cx.error(
                     Code::InvalidPrincipal,
                     at,
@@ -914,6 +918,39 @@ pub fn mesh_settings(text: &str) -> Result<MeshSettings, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A principal is read by characters: one that starts with a character
+    /// of several bytes is checked like any other (found by fuzzing: it
+    /// was cut inside the character).
+    #[test]
+    fn principals_are_checked_by_characters() {
+        use crate::diag::Diagnostics;
+        use crate::load::{LoadOptions, load};
+        use crate::source::SourceFile;
+        for (principal, inside) in [
+            ("\u{797}luster.local/ns/foo/sa/web", false),
+            ("é*x*", true),
+            ("*é", false),
+            ("é*", false),
+        ] {
+            let text = format!(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: foo\nspec:\n  rules:\n  - from:\n    - source:\n        principals: [\"{principal}\"]\n"
+            );
+            let file = SourceFile::new("p.yaml", text.as_str());
+            let mut diags = Diagnostics::default();
+            load(
+                std::slice::from_ref(&file),
+                &LoadOptions::default(),
+                &mut diags,
+            );
+            assert_eq!(
+                diags.0.iter().any(|d| d.code == Code::InvalidPrincipal),
+                inside,
+                "{principal}: {:?}",
+                diags.0
+            );
+        }
+    }
 
     #[test]
     fn templates_follow_istio_rules() {

@@ -447,7 +447,11 @@ fn key_for(attr: &str, facts: &Facts<'_>, mesh: &MeshSettings, l4: bool) -> (boo
             Box::new(move |v| http.as_ref().is_some_and(|h| path_match(v, &h.1))),
         ),
         a if a.starts_with("request.headers[") => {
-            let name = a["request.headers[".len()..a.len() - 1].to_ascii_lowercase();
+            let inner = &a["request.headers[".len()..];
+            let name = inner
+                .strip_suffix(']')
+                .unwrap_or(inner)
+                .to_ascii_lowercase();
             (
                 true,
                 Box::new(move |v| {
