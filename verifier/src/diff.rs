@@ -281,10 +281,18 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
     let groups: Vec<Vec<usize>> = by_class.into_values().collect();
     let dirty = dirty(base, head, &common);
     let any = |group: &[usize], of: &[bool]| group.iter().any(|&i| of[i]);
-    let is_pod = |i: usize| {
-        base.tables.workloads[common[i].base as usize].kind == WorkloadKind::Pod
-            || head.tables.workloads[common[i].head as usize].kind == WorkloadKind::Pod
-    };
+    // Each common workload is a Pod in BASE, in HEAD; the lists count it a
+    // Pod when it is one in either version.
+    let pod: Vec<(bool, bool)> = common
+        .iter()
+        .map(|c| {
+            (
+                base.tables.workloads[c.base as usize].kind == WorkloadKind::Pod,
+                head.tables.workloads[c.head as usize].kind == WorkloadKind::Pod,
+            )
+        })
+        .collect();
+    let is_pod = |i: usize| pod[i].0 || pod[i].1;
     let dst_dirty: Vec<bool> = groups.iter().map(|g| any(g, &dirty.dst)).collect();
     let dirty_dst_groups: Vec<usize> = (0..groups.len()).filter(|&g| dst_dirty[g]).collect();
     let every: Vec<usize> = (0..groups.len()).collect();
@@ -404,7 +412,7 @@ pub fn diff(base: Version<'_>, head: Version<'_>) -> Result<Diff, DiffError> {
     };
     // The proof: Z3 finds no flow outside the lists whose decision
     // changes, and none inside them that does not change as they say.
-    prove(base, head, &common, &groups, &dirty, &diff)?;
+    prove(base, head, &common, &groups, &pod, &dirty, &diff)?;
     Ok(diff)
 }
 
@@ -747,6 +755,8 @@ fn condense(
     // counts as member usize::MAX).
     type Listed = (PortSet, BTreeSet<(usize, usize)>);
     let mut by: HashMap<(Key, Key), Listed> = HashMap::new();
+    // The entries in the lists' order: the same question to the solver on
+    // every run.
     let mut order = Vec::new();
     for c in list {
         let ((kf, mf), (kt, mt)) = (key(&c.from)?, key(&c.to)?);
@@ -824,6 +834,7 @@ fn prove(
     head: Version<'_>,
     common: &[Common],
     groups: &[Vec<usize>],
+    pod: &[(bool, bool)],
     dirty: &Dirty,
     diff: &Diff,
 ) -> Result<(), DiffError> {
@@ -838,19 +849,8 @@ fn prove(
         // Nothing that decides a flow changed.
         return Ok(());
     }
-    let kind = |c: &Common, head_side: bool| {
-        let (t, i) = if head_side {
-            (head.tables, c.head)
-        } else {
-            (base.tables, c.base)
-        };
-        t.workloads[i as usize].kind == WorkloadKind::Pod
-    };
     // As the lists count it: a Pod in either version.
-    let is_pod: Vec<bool> = common
-        .iter()
-        .map(|c| kind(c, false) || kind(c, true))
-        .collect();
+    let is_pod: Vec<bool> = pod.iter().map(|&(b, h)| b || h).collect();
     let proof = Proof {
         base,
         head,
@@ -862,7 +862,7 @@ fn prove(
         // A group of one Pod, which does not meet itself.
         lone_pod: groups
             .iter()
-            .map(|m| matches!(m[..], [only] if kind(&common[only], false) && kind(&common[only], true)))
+            .map(|m| matches!(m[..], [only] if pod[only] == (true, true)))
             .collect(),
     };
     set_index_domain(
