@@ -116,6 +116,43 @@ fn any_pod_finds_a_pod_by_its_service_account() {
     );
 }
 
+/// An assertion's finding (verdict and counterexample) does not depend on
+/// the assertions before it in the file: each is asked alone.
+#[test]
+fn each_finding_is_the_one_the_assertion_gets_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for (cluster, assertions) in [
+        (DEMO, ASSERTIONS),
+        (MESH, MESH_ASSERTIONS),
+        // A generated cluster (bench/gen_cluster.py, 100 pods) large enough
+        // for the solver's search to depend on the terms it has seen.
+        (
+            "testdata/generated-100",
+            "testdata/generated-100/assertions.yaml",
+        ),
+    ] {
+        let all = ambit(&["verify", cluster, "--assert", assertions, "-o", "json"]);
+        let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+        let text = fs::read_to_string(root().join(assertions)).unwrap();
+        let entries: Vec<&str> = text.split("\n- name:").skip(1).collect();
+        assert_eq!(entries.len(), all.as_array().unwrap().len());
+        for (i, entry) in entries.iter().enumerate() {
+            let file = dir.path().join(format!("one-{i}.yaml"));
+            fs::write(&file, format!("assertions:\n- name:{entry}\n")).unwrap();
+            let alone = ambit(&[
+                "verify",
+                cluster,
+                "--assert",
+                file.to_str().unwrap(),
+                "-o",
+                "json",
+            ]);
+            let alone: serde_json::Value = serde_json::from_slice(&alone.stdout).unwrap();
+            assert_eq!(alone[0], all[i], "{assertions}: assertion {i}");
+        }
+    }
+}
+
 #[test]
 fn assertions_that_hold_exit_zero() {
     let dir = tempfile::tempdir().unwrap();

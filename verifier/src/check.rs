@@ -11,7 +11,7 @@
 
 use ambit_compiler::authz::{Request as HttpRequest, View};
 use ambit_compiler::compile::CompileOptions;
-use ambit_compiler::model::{Cluster, Protocol, WorkloadKind};
+use ambit_compiler::model::{Cluster, Protocol};
 use ambit_compiler::table::Tables;
 use z3::ast::{BV, Bool};
 use z3::{SatResult, Solver};
@@ -19,7 +19,7 @@ use z3::{SatResult, Solver};
 use crate::encode::authz::Request;
 use crate::encode::{
     Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, eval_bool, eval_u64,
-    idx, idx_const,
+    idx, idx_const, not_to_itself,
 };
 
 /// A flow on which the tables and the semantics differ: a compiler bug.
@@ -222,12 +222,7 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
     // Not two addresses; not a pod to itself.
     solver.assert(Bool::and(&[sw.eq(idx(n as u64)), dw.eq(idx(n as u64))]).not());
     solver.assert(svc.protocol.bvule(idx(2)));
-    for (i, w) in cluster.workloads.iter().enumerate() {
-        if w.kind == WorkloadKind::Pod {
-            let i = idx(i as u64);
-            solver.assert(Bool::and(&[sw.eq(&i), dw.eq(&i)]).not());
-        }
-    }
+    solver.assert(not_to_itself(cluster, &sw, &dw));
 
     let semantics = Semantics::new(cluster, &namespaces, options);
     let encoding = TableEncoding::new(tables);
@@ -327,12 +322,7 @@ pub fn compare(a: &Cluster, b: &Cluster, options: &CompileOptions) -> Outcome {
     }
     solver.assert(Bool::and(&[src.which.eq(idx(n as u64)), dst.which.eq(idx(n as u64))]).not());
     // A pod reaching itself is always allowed.
-    for (i, w) in a.workloads.iter().enumerate() {
-        if w.kind == WorkloadKind::Pod {
-            let i = idx(i as u64);
-            solver.assert(Bool::and(&[src.which.eq(&i), dst.which.eq(&i)]).not());
-        }
-    }
+    solver.assert(not_to_itself(a, &src.which, &dst.which));
     let decide =
         |c: &Cluster| Semantics::new(c, &namespaces, options).allowed(&src.pod, &dst.pod, &svc);
     let (in_a, in_b) = (decide(a), decide(b));

@@ -1329,6 +1329,21 @@ impl<'a> TableEncoding<'a> {
     }
 }
 
+/// Not a Pod reaching itself, for ends that index `cluster.workloads` (a
+/// Pod's connection to itself is always allowed, so no question asks about
+/// it; a workload of several pods does reach itself): one constraint over
+/// the ranges of the Pods' indices, not one per Pod.
+pub fn not_to_itself(cluster: &Cluster, src: &BV, dst: &BV) -> Bool {
+    let pods: Vec<u32> = cluster
+        .workloads
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.kind == ambit_compiler::model::WorkloadKind::Pod)
+        .map(|(i, _)| i as u32)
+        .collect();
+    Bool::and(&[src.eq(dst), in_ranges(&pods, src)]).not()
+}
+
 /// `x` is one of `ids`, as ranges of consecutive ids.
 pub fn in_ranges(ids: &[u32], x: &BV) -> Bool {
     Bool::or(&ranges(ids, x))
