@@ -153,6 +153,45 @@ fn each_finding_is_the_one_the_assertion_gets_alone() {
     }
 }
 
+/// In the any-pod scope, today's workloads come first: an assertion two of
+/// them break gets such a pair as its counterexample, not a pod that could
+/// be deployed.
+#[test]
+fn any_pod_shows_todays_workloads_when_they_break_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("today.yaml");
+    fs::write(
+        &file,
+        "assertions:\n\
+         - {name: shop-cannot-reach-data, expect: deny, from: {namespace: shop}, to: {namespace: data}, scope: any-pod}\n\
+         - {name: cart-reaches-postgres, expect: allow, from: {workload: shop/cart}, to: {workload: data/postgres}, ports: [{port: 5432}], scope: any-pod}\n",
+    )
+    .unwrap();
+    let out = ambit(&[
+        "verify",
+        DEMO,
+        "--assert",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for a in v.as_array().unwrap() {
+        let c = &a["counterexample"];
+        assert_eq!(a["holds"], false, "{a}");
+        for end in [&c["from"], &c["to"]] {
+            let end = end.as_str().unwrap();
+            assert!(
+                !end.starts_with("hypothetical:") && !end.starts_with("ip:"),
+                "{a}"
+            );
+        }
+    }
+    assert_eq!(v[1]["counterexample"]["from"], "shop/cart");
+    assert_eq!(v[1]["counterexample"]["to"], "data/postgres");
+}
+
 #[test]
 fn assertions_that_hold_exit_zero() {
     let dir = tempfile::tempdir().unwrap();
