@@ -19,7 +19,7 @@ use z3::{SatResult, Solver};
 use crate::encode::authz::Request;
 use crate::encode::{
     Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, eval_bool, eval_u64,
-    idx, idx_const, not_to_itself,
+    idx, idx_const, not_to_itself, reason_unknown,
 };
 
 /// A flow on which the tables and the semantics differ: a compiler bug.
@@ -246,11 +246,7 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
             workloads: n,
             authz: view == View::Full,
         },
-        SatResult::Unknown => Outcome::Unknown(
-            solver
-                .get_reason_unknown()
-                .unwrap_or_else(|| "unknown".to_owned()),
-        ),
+        SatResult::Unknown => Outcome::Unknown(reason_unknown(&solver)),
         SatResult::Sat => {
             let model = solver.get_model().expect("sat has a model");
             let decision = |b: &Bool| eval_bool(&model, b);
@@ -332,11 +328,7 @@ pub fn compare(a: &Cluster, b: &Cluster, options: &CompileOptions) -> Outcome {
             workloads: n,
             authz: false,
         },
-        SatResult::Unknown => Outcome::Unknown(
-            solver
-                .get_reason_unknown()
-                .unwrap_or_else(|| "unknown".to_owned()),
-        ),
+        SatResult::Unknown => Outcome::Unknown(reason_unknown(&solver)),
         SatResult::Sat => {
             let model = solver.get_model().expect("sat has a model");
             let value = |x: &BV| eval_u64(&model, x);

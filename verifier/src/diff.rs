@@ -34,7 +34,9 @@ use ipnet::IpNet;
 use z3::ast::Bool;
 use z3::{SatResult, Solver};
 
-use crate::encode::{Addr, Service, TableEncoding, TableEnd, idx, idx_const, set_index_domain};
+use crate::encode::{
+    Addr, Service, TableEncoding, TableEnd, idx, idx_const, reason_unknown, set_index_domain,
+};
 
 /// One version: the cluster and its tables.
 #[derive(Debug, Clone, Copy)]
@@ -1103,11 +1105,7 @@ impl Proof<'_> {
         solver.assert(wrong);
         match solver.check() {
             SatResult::Unsat => Ok(()),
-            SatResult::Unknown => Err(DiffError::Unknown(
-                solver
-                    .get_reason_unknown()
-                    .unwrap_or_else(|| "unknown".to_owned()),
-            )),
+            SatResult::Unknown => Err(DiffError::Unknown(reason_unknown(&solver))),
             SatResult::Sat => {
                 let model = solver.get_model().expect("sat has a model");
                 let value = |x: &z3::ast::BV| crate::encode::eval_u64(&model, x);

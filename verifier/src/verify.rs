@@ -37,7 +37,8 @@ use crate::check::is_workload;
 use crate::encode::authz::literal;
 use crate::encode::{
     Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, add_selector,
-    eval_bool, eval_u64, idx, idx_const, in_ranges, ip_block, not_to_itself, selector,
+    eval_bool, eval_u64, idx, idx_const, in_ranges, ip_block, not_to_itself, reason_unknown,
+    selector,
 };
 
 /// The answer for one assertion: the JSON object of `ambit verify -o json`.
@@ -125,11 +126,7 @@ fn verify_alone(
                 return problem.finding(tables, options, &model, [&src, &dst], &svc);
             }
             SatResult::Unknown => {
-                return Err(VerifyError::Unknown(
-                    today
-                        .get_reason_unknown()
-                        .unwrap_or_else(|| "unknown".to_owned()),
-                ));
+                return Err(VerifyError::Unknown(reason_unknown(&today)));
             }
             SatResult::Unsat => {}
         }
@@ -162,11 +159,7 @@ fn verify_alone(
                 });
             }
             SatResult::Unknown => {
-                return Err(VerifyError::Unknown(
-                    solver
-                        .get_reason_unknown()
-                        .unwrap_or_else(|| "unknown".to_owned()),
-                ));
+                return Err(VerifyError::Unknown(reason_unknown(&solver)));
             }
             SatResult::Sat => {}
         }

@@ -1329,6 +1329,13 @@ impl<'a> TableEncoding<'a> {
     }
 }
 
+/// Why the solver gave up (`unknown` when it does not say).
+pub fn reason_unknown(solver: &z3::Solver) -> String {
+    solver
+        .get_reason_unknown()
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// Not a Pod reaching itself, for ends that index `cluster.workloads` (a
 /// Pod's connection to itself is always allowed, so no question asks about
 /// it; a workload of several pods does reach itself): one constraint over
