@@ -13,13 +13,16 @@ use ambit_compiler::authz::{Request as HttpRequest, View};
 use ambit_compiler::compile::CompileOptions;
 use ambit_compiler::model::{Cluster, Protocol};
 use ambit_compiler::table::Tables;
+use std::collections::BTreeSet;
 use z3::ast::{BV, Bool};
+
+use rayon::prelude::*;
 use z3::{SatResult, Solver};
 
 use crate::encode::authz::Request;
 use crate::encode::{
-    Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary, eval_bool, eval_u64,
-    idx, idx_const, not_to_itself, reason_unknown,
+    Identities, Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary,
+    eval_bool, eval_u64, idx, idx_const, not_to_itself, reason_unknown,
 };
 
 /// A flow on which the tables and the semantics differ: a compiler bug.
@@ -68,10 +71,16 @@ pub fn is_workload(pod: &Pod, cluster: &Cluster, namespaces: &Namespaces, i: usi
         parts.push(pod.namespace_labels.are(&ns.labels));
     }
     if pod.authz {
-        parts.push(
+        let identity = pod.identities.as_ref().and_then(|ids| {
+            ids.names
+                .iter()
+                .position(|(ns, sa)| *ns == w.namespace && *sa == w.service_account)
+                .map(|k| ids.is(k))
+        });
+        parts.push(identity.unwrap_or_else(|| {
             pod.service_account
-                .eq(crate::encode::authz::literal(&w.service_account)),
-        );
+                .eq(crate::encode::authz::literal(&w.service_account))
+        }));
         let inject = match w.inject_annotation.as_deref() {
             None => 0,
             Some("true") => 1,
@@ -121,7 +130,23 @@ pub fn inventory_end(
 ) -> InventoryEnd {
     let n = cluster.workloads.len();
     let which = idx_const(format!("{prefix}.which"));
-    let pod = Pod::new(prefix, vocabulary);
+    let mut pod = Pod::new(prefix, vocabulary);
+    if pod.authz {
+        // The members' identities, known texts: the solver's formula keeps
+        // no text variable for them.
+        let names: BTreeSet<(String, String)> = members
+            .iter()
+            .map(|&i| {
+                let w = &cluster.workloads[i];
+                (w.namespace.clone(), w.service_account.clone())
+            })
+            .collect();
+        let bits = (usize::BITS - names.len().leading_zeros()).max(1);
+        pod.identities = Some(Identities {
+            which: BV::new_const(format!("{prefix}.identity"), bits),
+            names: std::rc::Rc::new(names.into_iter().collect()),
+        });
+    }
     let mut any: Vec<Bool> = members
         .iter()
         .map(|&i| {
@@ -153,6 +178,18 @@ pub fn inventory_end(
 /// protocol) as the policy semantics does: the L4 decision, and with an
 /// authorization layer also an L7 enforcer's for every HTTP request.
 pub fn check(cluster: &Cluster, tables: &Tables, options: &CompileOptions) -> Outcome {
+    check_in_parts(cluster, tables, options, PART)
+}
+
+/// [`check`] with `part` workloads per end in each part of the proof (at
+/// least one; `check` takes [`PART`]): the outcome is the same, the time
+/// is not.
+pub fn check_in_parts(
+    cluster: &Cluster,
+    tables: &Tables,
+    options: &CompileOptions,
+    part: usize,
+) -> Outcome {
     let n = cluster.workloads.len();
     assert_eq!(n, tables.workloads.len(), "tables of this cluster");
     if n == 0 {
@@ -168,7 +205,7 @@ pub fn check(cluster: &Cluster, tables: &Tables, options: &CompileOptions) -> Ou
         &[View::L4]
     };
     for &view in views {
-        match check_view(cluster, tables, options, view) {
+        match check_view(cluster, tables, options, view, part.max(1)) {
             Outcome::Proved { .. } => {}
             other => return other,
         }
@@ -179,7 +216,62 @@ pub fn check(cluster: &Cluster, tables: &Tables, options: &CompileOptions) -> Ou
     }
 }
 
-fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view: View) -> Outcome {
+/// Workloads per end in one part of a check. Measured on the generated
+/// cluster of 1,000 pods and 300 NetworkPolicies: 100 and 200 take the
+/// same time, 50 twice as long; the whole inventory at once takes 15 times
+/// as long.
+pub const PART: usize = 100;
+
+/// The check of one view, in parts: each pairs a chunk of `part`
+/// workloads as the sources (the first chunk with the outside addresses)
+/// with a chunk as the destinations, so that every flow is in exactly one
+/// part. The solver's effort grows faster than the formula, whose size is
+/// the policies times the workloads an end can be: many small questions
+/// take a tenth of the time of one over the inventory. Parts run on every
+/// core, each in its own solver context; the mismatch reported is the
+/// first in part order, whichever finishes first.
+fn check_view(
+    cluster: &Cluster,
+    tables: &Tables,
+    options: &CompileOptions,
+    view: View,
+    part: usize,
+) -> Outcome {
+    let n = cluster.workloads.len();
+    let all: Vec<usize> = (0..n).collect();
+    let chunks: Vec<&[usize]> = all.chunks(part).collect();
+    let parts: Vec<(usize, usize)> = (0..chunks.len())
+        .flat_map(|d| (0..chunks.len()).map(move |s| (s, d)))
+        .collect();
+    parts
+        .par_iter()
+        .find_map_first(|&(s, d)| {
+            let (src, dst) = ((chunks[s], s == 0), (chunks[d], d == 0));
+            match z3::with_z3_config(&z3::Config::new(), || {
+                check_part(cluster, tables, options, view, src, dst)
+            }) {
+                Outcome::Proved { .. } => None,
+                other => Some(other),
+            }
+        })
+        .unwrap_or(Outcome::Proved {
+            workloads: n,
+            authz: view == View::Full,
+        })
+}
+
+/// The flows from the workloads `src.0` (and with `src.1` the addresses
+/// outside the cluster) to the workloads `dst.0` (and with `dst.1`
+/// outside addresses), every port and protocol: the tables decide each as
+/// the semantics does, or a mismatch.
+fn check_part(
+    cluster: &Cluster,
+    tables: &Tables,
+    options: &CompileOptions,
+    view: View,
+    src_members: (&[usize], bool),
+    dst_members: (&[usize], bool),
+) -> Outcome {
     let n = cluster.workloads.len();
     let vocabulary = Vocabulary::of(cluster);
     let namespaces = Namespaces::of(cluster);
@@ -188,20 +280,22 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
             .max(tables.classes.len())
             .max(namespaces.names.len() + 1),
     );
+    // The formula is gathered first: it goes to a bit-blasting solver, and
+    // to the general one when text the bit-blaster cannot take is left.
     let solver = Solver::new();
     let svc = Service::new();
     let mut ends = Vec::new();
-    let all: Vec<usize> = (0..n).collect();
-    for prefix in ["src", "dst"] {
-        // A workload (`0..n`) or an address outside the cluster (`n`).
+    let mut classes: Vec<std::collections::BTreeSet<u32>> = Vec::new();
+    for (prefix, (members, outside)) in [("src", src_members), ("dst", dst_members)] {
+        // A workload of `members`, or an address outside the cluster (`n`).
         let InventoryEnd { which, pod } = inventory_end(
             &solver,
             prefix,
             cluster,
             &namespaces,
             &vocabulary,
-            &all,
-            true,
+            members,
+            outside,
         );
         let class = idx_const(format!("{prefix}.class"));
         let table = TableEnd {
@@ -209,13 +303,14 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
             external: which.eq(idx(n as u64)),
             addr: pod.ips[0].clone(),
         };
-        for i in 0..n {
+        for &i in members {
             solver.assert(
                 which
                     .eq(idx(i as u64))
                     .implies(class.eq(idx(tables.workloads[i].class as u64))),
             );
         }
+        classes.push(members.iter().map(|&i| tables.workloads[i].class).collect());
         ends.push((which, pod, table));
     }
     let [(sw, src, src_table), (dw, dst, dst_table)]: [_; 2] = ends.try_into().expect("two ends");
@@ -225,23 +320,35 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
     solver.assert(not_to_itself(cluster, &sw, &dw));
 
     let semantics = Semantics::new(cluster, &namespaces, options);
-    let encoding = TableEncoding::new(tables);
+    let within = [&classes[0], &classes[1]];
+    let encoding = TableEncoding::within(tables, within);
     let request = Request::new("request", &cluster.authorization_policies);
     let (semantics, table) = match view {
         View::L4 => (
             semantics.allowed(&src, &dst, &svc),
-            encoding.allowed(&src_table, &dst_table, &svc),
+            encoding.allowed_among(&src_table, &dst_table, &svc, within),
         ),
         View::Full => {
             solver.assert(request.well_formed());
             (
                 semantics.allowed_full(&src, &dst, &svc, &request),
-                encoding.allowed_full(&src_table, &dst_table, &svc, &request),
+                encoding.allowed_full_among(&src_table, &dst_table, &svc, &request, within),
             )
         }
     };
     solver.assert(semantics.iff(&table).not());
-    match solver.check() {
+    let fast = bit_blasting();
+    for a in solver.get_assertions() {
+        fast.assert(&a);
+    }
+    let (solver, result) = match fast.check() {
+        SatResult::Unknown => {
+            let result = solver.check();
+            (solver, result)
+        }
+        result => (fast, result),
+    };
+    match result {
         SatResult::Unsat => Outcome::Proved {
             workloads: n,
             authz: view == View::Full,
@@ -275,6 +382,26 @@ fn check_view(cluster: &Cluster, tables: &Tables, options: &CompileOptions, view
             })
         }
     }
+}
+
+/// A solver for a formula of bit-vectors and Booleans: simplified, the
+/// equalities solved, bit-blasted and given to the SAT solver. One part of
+/// a check at 1,000 pods takes 50-300 ms with it against ~1 s with the
+/// default solver, which adds preprocessing of its own. A formula with
+/// text left after the simplification is undecided here.
+fn bit_blasting() -> Solver {
+    [
+        "propagate-values",
+        "solve-eqs",
+        "elim-uncnstr",
+        "bit-blast",
+        "sat",
+    ]
+    .iter()
+    .fold(z3::Tactic::new("simplify"), |t, next| {
+        t.and_then(&z3::Tactic::new(next))
+    })
+    .solver()
 }
 
 /// A flow on which two clusters over the same inventory (the same workloads,

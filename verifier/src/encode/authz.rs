@@ -945,6 +945,30 @@ impl Semantics<'_> {
     /// The source as authorization sees it.
     pub fn authz_source(&self, pod: &Pod) -> AuthzSource {
         let td = self.trust().trust_domain;
+        if let Some(ids) = &pod.identities {
+            // Known texts, one case per identity the end can have.
+            let (principal, service_account) = ids
+                .names
+                .iter()
+                .enumerate()
+                .map(|(k, (ns, sa))| {
+                    (
+                        (ids.is(k), TextValue::Known(format!("{td}/ns/{ns}/sa/{sa}"))),
+                        (ids.is(k), TextValue::Known(sa.clone())),
+                    )
+                })
+                .unzip();
+            return AuthzSource {
+                mesh: self.mesh_mode(pod),
+                principal: Text(principal),
+                namespace: Text(self.namespace_name(pod)),
+                service_account: Text(service_account),
+                ip: Ip(vec![(
+                    Bool::from_bool(true),
+                    IpValue::Symbolic(pod.ips[0].clone()),
+                )]),
+            };
+        }
         let principal = self
             .namespace_name(pod)
             .into_iter()

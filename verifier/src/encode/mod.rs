@@ -456,11 +456,29 @@ pub struct Pod {
     /// fields below).
     pub authz: bool,
     pub service_account: Str,
+    /// For an end that is one of known workloads: its namespace and service
+    /// account as an index into these pairs, so that the authorization
+    /// layer reads known texts instead of `service_account`.
+    pub identities: Option<Identities>,
     /// The `sidecar.istio.io/inject` annotation: 0 none, 1 `true`, 2
     /// `false`, 3 another value.
     pub inject: BV,
     /// The name of a namespace that does not exist yet.
     pub namespace_name: Str,
+}
+
+/// The identities an end can have, each a namespace and a service account.
+#[derive(Debug, Clone)]
+pub struct Identities {
+    pub which: BV,
+    pub names: std::rc::Rc<Vec<(String, String)>>,
+}
+
+impl Identities {
+    /// The end's identity is `names[k]` (the index of the pair).
+    pub fn is(&self, k: usize) -> Bool {
+        self.which.eq(BV::from_u64(k as u64, self.which.get_size()))
+    }
 }
 
 impl Pod {
@@ -476,6 +494,7 @@ impl Pod {
             external: Bool::new_const(format!("{prefix}.external")),
             authz: vocabulary.authz,
             service_account: Str::new_const(format!("{prefix}.serviceAccount")),
+            identities: None,
             inject: BV::new_const(format!("{prefix}.inject"), 2),
             namespace_name: Str::new_const(format!("{prefix}.namespaceName")),
             named_ports: vocabulary
@@ -1080,9 +1099,22 @@ impl<'a> TableEncoding<'a> {
         request: &authz::Request,
     ) -> Bool {
         let every = self.every_class();
+        self.allowed_full_among(src, dst, svc, request, [&every, &every])
+    }
+
+    /// [`Self::allowed_full`] when the source's class is one of
+    /// `classes[0]` and the destination's one of `classes[1]`.
+    pub fn allowed_full_among(
+        &self,
+        src: &TableEnd,
+        dst: &TableEnd,
+        svc: &Service,
+        request: &authz::Request,
+        classes: [&BTreeSet<u32>; 2],
+    ) -> Bool {
         Bool::and(&[
-            self.network_allowed(src, dst, svc, [&every, &every]),
-            self.authz_allows(src, dst, svc, [&every, &every], View::Full, Some(request)),
+            self.network_allowed(src, dst, svc, classes),
+            self.authz_allows(src, dst, svc, classes, View::Full, Some(request)),
         ])
     }
 
