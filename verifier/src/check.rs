@@ -337,7 +337,7 @@ fn check_part(
         }
     };
     solver.assert(semantics.iff(&table).not());
-    let fast = bit_blasting();
+    let fast = crate::encode::bit_blasting();
     for a in solver.get_assertions() {
         fast.assert(&a);
     }
@@ -382,26 +382,6 @@ fn check_part(
             })
         }
     }
-}
-
-/// A solver for a formula of bit-vectors and Booleans: simplified, the
-/// equalities solved, bit-blasted and given to the SAT solver. One part of
-/// a check at 1,000 pods takes 50-300 ms with it against ~1 s with the
-/// default solver, which adds preprocessing of its own. A formula with
-/// text left after the simplification is undecided here.
-fn bit_blasting() -> Solver {
-    [
-        "propagate-values",
-        "solve-eqs",
-        "elim-uncnstr",
-        "bit-blast",
-        "sat",
-    ]
-    .iter()
-    .fold(z3::Tactic::new("simplify"), |t, next| {
-        t.and_then(&z3::Tactic::new(next))
-    })
-    .solver()
 }
 
 /// A flow on which two clusters over the same inventory (the same workloads,

@@ -31,6 +31,7 @@ use ambit_compiler::model::{Cluster, Protocol, WorkloadKind};
 use ambit_compiler::probe::{self, DecidedBy, Probe};
 use ambit_compiler::table::{Endpoint, PortSet, Tables};
 use ipnet::IpNet;
+use rayon::prelude::*;
 use z3::ast::Bool;
 use z3::{SatResult, Solver};
 
@@ -867,25 +868,35 @@ fn prove(
             .map(|m| matches!(m[..], [only] if pod[only] == (true, true)))
             .collect(),
     };
-    set_index_domain(
-        (n + 1)
-            .max(base.tables.classes.len())
-            .max(head.tables.classes.len()),
-    );
+    let domain = (n + 1)
+        .max(base.tables.classes.len())
+        .max(head.tables.classes.len());
     // The other end in chunks of groups (the outside addresses with the
     // first): the solver's effort per group grows with the size of the
-    // formula, and a chunk's formula holds only its classes' entries.
+    // formula, and a chunk's formula holds only its classes' entries. The
+    // parts run on every core, each in its own solver context; the error
+    // reported is the first in part order.
     let every: Vec<usize> = (0..n).collect();
-    for fixed in src_parts
+    let parts: Vec<(Fixed, usize, &[usize])> = src_parts
         .iter()
         .map(|&g| Fixed::Src(g))
         .chain(dst_parts.iter().map(|&g| Fixed::Dst(g)))
-    {
-        for (i, among) in every.chunks(PROOF_CHUNK).enumerate() {
-            proof.part(fixed, among, i == 0)?;
-        }
+        .flat_map(|fixed| {
+            every
+                .chunks(PROOF_CHUNK)
+                .enumerate()
+                .map(move |(i, among)| (fixed, i, among))
+        })
+        .collect();
+    match parts.par_iter().find_map_first(|&(fixed, i, among)| {
+        z3::with_z3_config(&z3::Config::new(), || {
+            set_index_domain(domain);
+            proof.part(fixed, among, i == 0).err()
+        })
+    }) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Groups of workloads per part of the proof (measured: 128 is fastest at

@@ -1383,6 +1383,26 @@ pub fn not_to_itself(cluster: &Cluster, src: &BV, dst: &BV) -> Bool {
     Bool::and(&[src.eq(dst), in_ranges(&pods, src)]).not()
 }
 
+/// A solver for a formula of bit-vectors and Booleans: simplified, the
+/// equalities solved, bit-blasted and given to the SAT solver. One part of
+/// a check at 1,000 pods takes 50-300 ms with it against ~1 s with the
+/// default solver, which adds preprocessing of its own. A formula with
+/// text left after the simplification is undecided here.
+pub fn bit_blasting() -> z3::Solver {
+    [
+        "propagate-values",
+        "solve-eqs",
+        "elim-uncnstr",
+        "bit-blast",
+        "sat",
+    ]
+    .iter()
+    .fold(z3::Tactic::new("simplify"), |t, next| {
+        t.and_then(&z3::Tactic::new(next))
+    })
+    .solver()
+}
+
 /// `x` is one of `ids`, as ranges of consecutive ids.
 pub fn in_ranges(ids: &[u32], x: &BV) -> Bool {
     Bool::or(&ranges(ids, x))
