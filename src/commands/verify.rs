@@ -8,6 +8,7 @@ use ambit_compiler::diag::{Code, Diagnostic};
 use ambit_compiler::probe::DecidedBy;
 use ambit_compiler::source::SourceFile;
 use ambit_verifier::verify::{Finding, VerifyError, show_labels, verify};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cli::{Format, VerifyArgs};
@@ -38,15 +39,23 @@ pub fn run(args: &VerifyArgs, verbose: u8) -> std::io::Result<Status> {
         }
     };
     let options = compile_options(&args.input);
+    // The assertions on every core (each has its own solver context), the
+    // findings in the file's order.
+    let results: Vec<_> = assertions
+        .par_iter()
+        .map(|a| {
+            let started = std::time::Instant::now();
+            let result = verify(&cluster, &tables, &options, a);
+            (result, started.elapsed())
+        })
+        .collect();
     let mut rows = Vec::new();
-    for a in &assertions {
-        let started = std::time::Instant::now();
-        let result = verify(&cluster, &tables, &options, a);
+    for (a, (result, took)) in assertions.iter().zip(results) {
         if verbose > 0 {
             eprintln!(
                 "verified `{}` in {:.0} ms",
                 a.name,
-                started.elapsed().as_secs_f64() * 1000.0
+                took.as_secs_f64() * 1000.0
             );
         }
         let (finding, error) = match result {
