@@ -7,16 +7,17 @@
 //! tables are right. With Istio policies in the cluster the authorization
 //! layer is part of both, and a second question asks the same of an L7
 //! enforcer's decision, with any HTTP request or none. A pod reaching itself
-//! is left out (both always allow it).
+//! is left out (both always allow it). Each question is asked in parts of
+//! [`PART`] workloads per end, on every core.
+
+use std::collections::BTreeSet;
 
 use ambit_compiler::authz::{Request as HttpRequest, View};
 use ambit_compiler::compile::CompileOptions;
 use ambit_compiler::model::{Cluster, Protocol};
 use ambit_compiler::table::Tables;
-use std::collections::BTreeSet;
-use z3::ast::{BV, Bool};
-
 use rayon::prelude::*;
+use z3::ast::{BV, Bool};
 use z3::{SatResult, Solver};
 
 use crate::encode::authz::Request;
@@ -285,7 +286,7 @@ fn check_part(
     let solver = Solver::new();
     let svc = Service::new();
     let mut ends = Vec::new();
-    let mut classes: Vec<std::collections::BTreeSet<u32>> = Vec::new();
+    let mut classes: Vec<BTreeSet<u32>> = Vec::new();
     for (prefix, (members, outside)) in [("src", src_members), ("dst", dst_members)] {
         // A workload of `members`, or an address outside the cluster (`n`).
         let InventoryEnd { which, pod } = inventory_end(
