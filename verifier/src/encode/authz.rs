@@ -29,7 +29,7 @@ use ambit_compiler::model::{Cluster, Protocol};
 use ipnet::IpNet;
 use z3::ast::{Ast, BV, Bool, Regexp, String as Str};
 
-use super::{Addr, Labels, Pod, Semantics, Service, TableEncoding, TableEnd, idx};
+use super::{Addr, Identities, Labels, Pod, Semantics, Service, TableEncoding, TableEnd, idx};
 
 /// Label keys Istio reads to place a pod in the mesh and behind a waypoint.
 pub const INJECT_LABEL: &str = "sidecar.istio.io/inject";
@@ -944,31 +944,51 @@ impl Semantics<'_> {
 
     /// The source as authorization sees it.
     pub fn authz_source(&self, pod: &Pod) -> AuthzSource {
-        let td = self.trust().trust_domain;
-        if let Some(ids) = &pod.identities {
-            // Known texts, one case per identity the end can have.
-            let (principal, service_account) = ids
-                .names
-                .iter()
-                .enumerate()
-                .map(|(k, (ns, sa))| {
-                    (
-                        (ids.is(k), TextValue::Known(format!("{td}/ns/{ns}/sa/{sa}"))),
-                        (ids.is(k), TextValue::Known(sa.clone())),
-                    )
-                })
-                .unzip();
-            return AuthzSource {
-                mesh: self.mesh_mode(pod),
-                principal: Text(principal),
-                namespace: Text(self.namespace_name(pod)),
-                service_account: Text(service_account),
-                ip: Ip(vec![(
-                    Bool::from_bool(true),
-                    IpValue::Symbolic(pod.ips[0].clone()),
-                )]),
-            };
+        let (principal, service_account) = match &pod.identities {
+            Some(ids) => self.known_identity(ids),
+            None => (
+                self.symbolic_principal(pod),
+                Text::symbolic(pod.service_account.clone()),
+            ),
+        };
+        AuthzSource {
+            mesh: self.mesh_mode(pod),
+            principal,
+            namespace: Text(self.namespace_name(pod)),
+            service_account,
+            ip: Ip(vec![(
+                Bool::from_bool(true),
+                IpValue::Symbolic(pod.ips[0].clone()),
+            )]),
         }
+    }
+
+    /// The principal and the service account of an end that is one of
+    /// `ids`: known texts, one case per identity.
+    fn known_identity(&self, ids: &Identities) -> (Text, Text) {
+        let td = self.trust().trust_domain;
+        let (principal, service_account) = ids
+            .names
+            .iter()
+            .enumerate()
+            .map(|(k, (ns, sa))| {
+                let is = ids.is(k);
+                (
+                    (
+                        is.clone(),
+                        TextValue::Known(format!("{td}/ns/{ns}/sa/{sa}")),
+                    ),
+                    (is, TextValue::Known(sa.clone())),
+                )
+            })
+            .unzip();
+        (Text(principal), Text(service_account))
+    }
+
+    /// The principal of any pod: its namespace's name and its service
+    /// account, symbolic.
+    fn symbolic_principal(&self, pod: &Pod) -> Text {
+        let td = self.trust().trust_domain;
         let principal = self
             .namespace_name(pod)
             .into_iter()
@@ -990,16 +1010,7 @@ impl Semantics<'_> {
                 (cond, TextValue::Parts(parts))
             })
             .collect();
-        AuthzSource {
-            mesh: self.mesh_mode(pod),
-            principal: Text(principal),
-            namespace: Text(self.namespace_name(pod)),
-            service_account: Text::symbolic(pod.service_account.clone()),
-            ip: Ip(vec![(
-                Bool::from_bool(true),
-                IpValue::Symbolic(pod.ips[0].clone()),
-            )]),
-        }
+        Text(principal)
     }
 
     pub fn trust(&self) -> TrustDomains {
