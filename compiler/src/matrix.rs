@@ -168,6 +168,7 @@ impl Matrix {
     }
 
     /// The cell of workloads `i` to `j`.
+    #[inline]
     pub fn index(&self, i: usize, j: usize) -> u32 {
         if i == j && self.self_all[i] {
             return ALL;
@@ -176,11 +177,13 @@ impl Matrix {
     }
 
     /// The ports allowed from workload `i` to workload `j`.
+    #[inline]
     pub fn get(&self, i: usize, j: usize) -> &PortSet {
         &self.sets[self.index(i, j) as usize]
     }
 
     /// The cell of classes `s` to `d` (two distinct workloads).
+    #[inline]
     pub fn class_index(&self, s: ClassId, d: ClassId) -> u32 {
         self.cells[s as usize * self.classes + d as usize]
     }

@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+
 use ambit_compiler::matrix::Matrix;
 use ambit_compiler::model::Protocol;
 use ambit_compiler::table::PortSet;
@@ -149,53 +151,89 @@ fn csv(
             None => format!(",{set}\n").into_bytes(),
         })
         .collect();
-    let mut rows = Rows::new(out);
-    for (i, from) in names.iter().enumerate() {
-        let from = format!("{from},");
-        for (j, to) in names.iter().enumerate() {
-            rows.push(&[
-                from.as_bytes(),
-                to.as_bytes(),
-                &tails[cells.index(i, j) as usize],
-            ])?;
-        }
-    }
-    rows.finish()
+    let from: Vec<String> = names.iter().map(|n| format!("{n},")).collect();
+    write_pairs(out, names.len(), |i, j, buf| {
+        buf.extend_from_slice(from[i].as_bytes());
+        buf.extend_from_slice(names[j].as_bytes());
+        buf.extend_from_slice(&tails[cells.index(i, j) as usize]);
+    })
 }
 
-/// Rows assembled straight into one large buffer that is written out each
-/// time it passes `CHUNK` bytes: each byte of a 10^8-row matrix is copied
-/// once on its way to the writer instead of twice (a row buffer, then the
-/// writer's).
-struct Rows<'a, W: Write> {
-    out: &'a mut W,
-    buf: Vec<u8>,
+/// Writes the pairs `(i, j)` of `0..n`, row by row, each assembled by
+/// `pair(i, j, buf)`. A matrix of 10^8 pairs is mostly the copying of its
+/// pieces: the pairs are assembled on every core, in pieces of a part of a
+/// row a window at a time, on a thread of their own, while this thread
+/// writes the window before. The written buffers go back to be filled
+/// again, so that a piece is assembled in memory the cache still holds.
+/// A small matrix is assembled on this thread alone.
+fn write_pairs<W: Write>(
+    out: &mut W,
+    n: usize,
+    pair: impl Fn(usize, usize, &mut Vec<u8>) + Sync,
+) -> std::io::Result<()> {
+    // Below this many pairs the second thread costs more CPU than it saves.
+    const PARALLEL: usize = 1 << 24;
+    let parallel = n * n >= PARALLEL && rayon::current_num_threads() > 1;
+    write_pairs_in(out, n, 1024, parallel, pair)
 }
 
-impl<'a, W: Write> Rows<'a, W> {
-    const CHUNK: usize = 1 << 20;
-
-    fn new(out: &'a mut W) -> Self {
-        Rows {
-            out,
-            buf: Vec::with_capacity(Self::CHUNK + 4096),
+/// `write_pairs` with pieces of `columns` pairs, on every core or not.
+fn write_pairs_in<W: Write>(
+    out: &mut W,
+    n: usize,
+    columns: usize,
+    parallel: bool,
+    pair: impl Fn(usize, usize, &mut Vec<u8>) + Sync,
+) -> std::io::Result<()> {
+    if !parallel {
+        let mut buf = Vec::new();
+        for i in 0..n {
+            for j in 0..n {
+                pair(i, j, &mut buf);
+            }
+            if buf.len() >= 1 << 20 {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
         }
+        return out.write_all(&buf);
     }
-
-    fn push(&mut self, parts: &[&[u8]]) -> std::io::Result<()> {
-        for part in parts {
-            self.buf.extend_from_slice(part);
-        }
-        if self.buf.len() >= Self::CHUNK {
-            self.out.write_all(&self.buf)?;
-            self.buf.clear();
+    let per_row = n.div_ceil(columns);
+    let pieces = n * per_row;
+    let window = 8 * rayon::current_num_threads();
+    // One window waiting beside the one being written bounds the memory.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
+    let free: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::default();
+    std::thread::scope(|scope| {
+        let (pair, free) = (&pair, &free);
+        scope.spawn(move || {
+            for start in (0..pieces).step_by(window) {
+                let filled = (start..pieces.min(start + window))
+                    .into_par_iter()
+                    .map(|piece| {
+                        let mut buf = free.lock().expect("not poisoned").pop().unwrap_or_default();
+                        let (i, first) = (piece / per_row, piece % per_row * columns);
+                        for j in first..n.min(first + columns) {
+                            pair(i, j, &mut buf);
+                        }
+                        buf
+                    })
+                    .collect();
+                // The writer hung up: it met an error and returns it.
+                if tx.send(filled).is_err() {
+                    return;
+                }
+            }
+        });
+        for filled in rx {
+            for mut buf in filled {
+                out.write_all(&buf)?;
+                buf.clear();
+                free.lock().expect("not poisoned").push(buf);
+            }
         }
         Ok(())
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        self.out.write_all(&self.buf)
-    }
+    })
 }
 
 /// One pair as the JSON output reads (the reference `json_out` is tested
@@ -279,25 +317,22 @@ fn json_out(
     if n == 0 {
         return writeln!(out, "[]");
     }
-    let mut rows = Rows::new(out);
-    for (i, from) in quoted.iter().enumerate() {
-        let from = format!("    \"from\": {from},\n    \"to\": ");
-        for (j, to) in quoted.iter().enumerate() {
-            let open: &[u8] = if i == 0 && j == 0 {
-                b"[\n  {\n"
-            } else {
-                b",\n  {\n"
-            };
-            rows.push(&[
-                open,
-                from.as_bytes(),
-                to.as_bytes(),
-                &tails[cells.index(i, j) as usize],
-            ])?;
-        }
-    }
-    rows.push(&[b"\n]\n"])?;
-    rows.finish()
+    let from: Vec<String> = quoted
+        .iter()
+        .map(|from| format!("    \"from\": {from},\n    \"to\": "))
+        .collect();
+    write_pairs(out, n, |i, j, buf| {
+        let open: &[u8] = if i == 0 && j == 0 {
+            b"[\n  {\n"
+        } else {
+            b",\n  {\n"
+        };
+        buf.extend_from_slice(open);
+        buf.extend_from_slice(from[i].as_bytes());
+        buf.extend_from_slice(quoted[j].as_bytes());
+        buf.extend_from_slice(&tails[cells.index(i, j) as usize]);
+    })?;
+    out.write_all(b"\n]\n")
 }
 
 fn json_string(s: &str) -> String {
@@ -307,6 +342,58 @@ fn json_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pieces of any width, on one thread or every core, write the pairs
+    /// in row order.
+    #[test]
+    fn pairs_are_written_in_order() {
+        let pair = |i: usize, j: usize, buf: &mut Vec<u8>| {
+            buf.extend_from_slice(format!("{i},{j}\n").as_bytes());
+        };
+        for n in [0, 1, 5, 37, 300] {
+            let mut expected = Vec::new();
+            for i in 0..n {
+                for j in 0..n {
+                    pair(i, j, &mut expected);
+                }
+            }
+            for columns in [1, 8, 1024] {
+                for parallel in [false, true] {
+                    let mut out = Vec::new();
+                    write_pairs_in(&mut out, n, columns, parallel, pair).unwrap();
+                    assert!(
+                        out == expected,
+                        "n {n}, columns {columns}, parallel {parallel}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A writer that fails stops the assembly and its error is returned.
+    #[test]
+    fn a_failed_write_is_returned() {
+        struct Broken(usize);
+        impl Write for Broken {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::ErrorKind::BrokenPipe.into());
+                }
+                self.0 -= 1;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for parallel in [false, true] {
+            let err = write_pairs_in(&mut Broken(3), 2000, 16, parallel, |i, j, buf| {
+                buf.extend_from_slice(format!("{i},{j}\n").as_bytes());
+            })
+            .unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+        }
+    }
 
     /// The assembled JSON is byte for byte what serde_json prints for the
     /// same pairs.
