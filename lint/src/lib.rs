@@ -107,6 +107,8 @@ pub(crate) struct Context<'a> {
     pub pod_labels: LabelUniverse,
     /// Every label key the namespaces carry, with its values.
     pub namespace_labels: LabelUniverse,
+    /// The workloads of each namespace, in inventory order.
+    by_namespace: std::collections::HashMap<&'a str, Vec<usize>>,
 }
 
 /// Label keys and the values they take.
@@ -163,11 +165,20 @@ impl<'a> Context<'a> {
             shadowed: Vec::new(),
             pod_labels: universe(cluster.workloads.iter().map(|w| &w.labels)),
             namespace_labels: universe(cluster.namespaces.values().map(|n| &n.labels)),
+            by_namespace: cluster.workloads.iter().enumerate().fold(
+                std::collections::HashMap::new(),
+                |mut by, (i, w)| {
+                    by.entry(w.namespace.as_str())
+                        .or_insert_with(Vec::new)
+                        .push(i);
+                    by
+                },
+            ),
         }
     }
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// Report a finding at `path` of an object, unless the object's
     /// annotation silences the code.
     pub fn report(
@@ -242,13 +253,24 @@ impl Context<'_> {
         messages
     }
 
+    /// The workloads of a namespace, in inventory order.
+    pub fn workloads_in(&self, namespace: &str) -> &[usize] {
+        self.by_namespace.get(namespace).map_or(&[], Vec::as_slice)
+    }
+
+    /// Each namespace that has workloads, with them.
+    pub fn namespaces_with_workloads(&self) -> impl Iterator<Item = (&'a str, &[usize])> {
+        self.by_namespace
+            .iter()
+            .map(|(ns, members)| (*ns, members.as_slice()))
+    }
+
     /// The labels of a namespace (implied when it is not declared).
-    pub fn namespace_labels(&self, name: &str) -> Labels {
-        self.cluster
-            .namespaces
-            .get(name)
-            .map(|n| n.labels.clone())
-            .unwrap_or_else(|| Namespace::implied(name).labels)
+    pub fn namespace_labels(&self, name: &str) -> std::borrow::Cow<'a, Labels> {
+        match self.cluster.namespaces.get(name) {
+            Some(n) => std::borrow::Cow::Borrowed(&n.labels),
+            None => std::borrow::Cow::Owned(Namespace::implied(name).labels),
+        }
     }
 
     /// Where a finding about a workload goes: its object's `metadata.name`.

@@ -388,3 +388,66 @@ fn the_ci_examples_parse_and_their_commands_run() {
         assert!(ran > 0 || f.starts_with(".pre-commit"), "{f} runs ambit");
     }
 }
+
+/// NP008 three ways: a policy selecting every pod settles it, a pod
+/// without labels that no policy selects is the example, and otherwise the
+/// solver finds a pod the selectors leave out (or proves there is none).
+#[test]
+fn no_default_deny_finds_the_pod_left_out() {
+    let namespace = |name: &str, selectors: &[&str]| {
+        let mut out = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {name}\n  labels: {{app: web}}\nspec:\n  containers:\n  - name: web\n    image: registry.example/web:1\nstatus:\n  podIP: 10.244.1.{}\n",
+            name.len()
+        );
+        for (i, sel) in selectors.iter().enumerate() {
+            out.push_str(&format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p{i}\n  namespace: {name}\nspec:\n  podSelector: {sel}\n  policyTypes: [Ingress]\n"
+            ));
+        }
+        out
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = [
+        // Every pod, spelled as a selector matching everything.
+        namespace("a", &["{}"]),
+        // Every pod, in two halves only the solver puts together.
+        namespace(
+            "bb",
+            &[
+                "{matchExpressions: [{key: app, operator: Exists}]}",
+                "{matchExpressions: [{key: app, operator: DoesNotExist}]}",
+            ],
+        ),
+        // The api pods only: a pod without labels is left out.
+        namespace("ccc", &["{matchLabels: {app: api}}"]),
+        // Every pod but the web ones (a pod without labels is selected).
+        namespace(
+            "dddd",
+            &["{matchExpressions: [{key: app, operator: NotIn, values: [web]}]}"],
+        ),
+    ]
+    .join("---\n");
+    fs::write(dir.path().join("cluster.yaml"), cluster).unwrap();
+    let out = ambit_in(
+        dir.path(),
+        &["lint", "cluster.yaml", "-o", "json", "--fail-on", "info"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", transcript(&out)));
+    let found: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "NP008")
+        .map(|d| d["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "no NetworkPolicy isolates every pod of namespace `ccc` for ingress: a pod without labels would accept connections from anywhere",
+            "no NetworkPolicy isolates every pod of namespace `dddd` for ingress: a pod labelled `app=web` would accept connections from anywhere",
+        ],
+        "{}",
+        transcript(&out)
+    );
+}

@@ -15,8 +15,10 @@ use ambit_compiler::table::Endpoint;
 use ambit_compiler::yaml::Seg;
 
 use ambit_verifier::check::{InventoryEnd, inventory_end};
-use ambit_verifier::encode::authz::{Request, allow_rule_and_deny};
-use ambit_verifier::encode::{Namespaces, Semantics, Service, Vocabulary, set_index_domain};
+use ambit_verifier::encode::authz::{Request, allow_rule_and_deny, looks_at_paths};
+use ambit_verifier::encode::{
+    Namespaces, Semantics, Service, Vocabulary, satisfiable, set_index_domain,
+};
 use z3::{SatResult, Solver};
 
 use crate::rules::netpol::{key as np_key, selected};
@@ -175,6 +177,7 @@ fn dead_allows(cx: &mut Context<'_>) {
     let semantics = Semantics::new(cluster, &namespaces, &cx.options.compile);
     let trust = semantics.trust();
     let all = cx.representatives(0..cluster.workloads.len());
+    let mut base = None;
     for (pi, p) in policies.iter().enumerate() {
         if p.action != Action::Allow || p.dry_run {
             continue;
@@ -214,9 +217,28 @@ fn dead_allows(cx: &mut Context<'_>) {
         if deny_names.is_empty() {
             continue;
         }
-        let solver = Solver::new();
+        // Every source once, for all the policies; each policy's
+        // destinations in a scope of their own.
+        let (solver, svc, request, from) = base.get_or_insert_with(|| {
+            let solver = Solver::new();
+            let InventoryEnd { pod: src, .. } = inventory_end(
+                &solver,
+                "src",
+                cluster,
+                &namespaces,
+                &vocabulary,
+                &all,
+                true,
+            );
+            let svc = Service::new();
+            solver.assert(svc.is_protocol(ambit_compiler::model::Protocol::Tcp));
+            let request = Request::new("request", policies);
+            let from = semantics.authz_source(&src);
+            (solver, svc, request, from)
+        });
+        solver.push();
         let InventoryEnd { pod: dst, .. } = inventory_end(
-            &solver,
+            solver,
             "dst",
             cluster,
             &namespaces,
@@ -224,30 +246,20 @@ fn dead_allows(cx: &mut Context<'_>) {
             &members,
             false,
         );
-        let InventoryEnd { pod: src, .. } = inventory_end(
-            &solver,
-            "src",
-            cluster,
-            &namespaces,
-            &vocabulary,
-            &all,
-            true,
-        );
-        let svc = Service::new();
-        solver.assert(svc.is_protocol(ambit_compiler::model::Protocol::Tcp));
-        let request = Request::new("request", policies);
-        solver.assert(request.well_formed());
-        let from = semantics.authz_source(&src);
-        let to = semantics.authz_dest(&dst, &svc);
+        let to = semantics.authz_dest(&dst, svc);
+        // The path's form matters only to the rules asked about here: a
+        // text the formula would otherwise not hold.
+        let deny = policies
+            .iter()
+            .filter(|d| d.action == Action::Deny && !d.dry_run);
+        if looks_at_paths(std::iter::once(p).chain(deny)) {
+            solver.assert(request.well_formed());
+        }
         for (ri, _) in p.rules.iter().enumerate() {
             let (matches, denied) =
-                allow_rule_and_deny(policies, &trust, &from, &to, &svc, &request, pi, ri);
-            solver.push();
-            solver.assert(&matches);
-            let can_match = solver.check() == SatResult::Sat;
-            solver.assert(denied.not());
-            let dead = can_match && solver.check() == SatResult::Unsat;
-            solver.pop(1);
+                allow_rule_and_deny(policies, &trust, from, &to, svc, request, pi, ri);
+            let dead = satisfiable(solver, &[&matches]) == SatResult::Sat
+                && satisfiable(solver, &[&matches, &denied.not()]) == SatResult::Unsat;
             if dead {
                 cx.report(
                     Code::AllowDeadUnderDeny,
@@ -261,6 +273,7 @@ fn dead_allows(cx: &mut Context<'_>) {
                 );
             }
         }
+        solver.pop(1);
     }
 }
 

@@ -36,38 +36,45 @@ fn join(base: &[Seg], more: impl IntoIterator<Item = Seg>) -> Vec<Seg> {
 /// The workloads a NetworkPolicy selects (host-network pods are the node's
 /// and are not selected).
 pub(crate) fn selected(cx: &Context<'_>, np: &NetworkPolicy) -> Vec<usize> {
-    cx.cluster
-        .workloads
+    cx.workloads_in(&np.namespace)
         .iter()
-        .enumerate()
-        .filter(|(_, w)| {
-            !w.host_network && w.namespace == np.namespace && np.pod_selector.matches(&w.labels)
+        .copied()
+        .filter(|&i| {
+            let w = &cx.cluster.workloads[i];
+            !w.host_network && np.pod_selector.matches(&w.labels)
         })
-        .map(|(i, _)| i)
         .collect()
 }
 
 /// The workloads a peer matches.
 fn peer_workloads(cx: &Context<'_>, np: &NetworkPolicy, peer: &Peer) -> Vec<usize> {
-    cx.cluster
-        .workloads
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| match peer {
-            Peer::Pods { namespaces, pods } => {
-                let ns_ok = match namespaces {
-                    None => w.namespace == np.namespace,
-                    Some(sel) => sel.matches(&cx.namespace_labels(&w.namespace)),
-                };
-                ns_ok && pods.matches(&w.labels)
-            }
-            Peer::IpBlock { cidr, except } => w
-                .ips
-                .iter()
-                .any(|ip| ambit_compiler::model::ip_block_contains(cidr, except, *ip)),
-        })
-        .map(|(i, _)| i)
-        .collect()
+    let workloads = &cx.cluster.workloads;
+    match peer {
+        Peer::Pods { namespaces, pods } => {
+            // The namespace selector is decided once per namespace.
+            let mut out: Vec<usize> = match namespaces {
+                None => cx.workloads_in(&np.namespace).to_vec(),
+                Some(sel) => cx
+                    .namespaces_with_workloads()
+                    .filter(|(ns, _)| sel.matches(&cx.namespace_labels(ns)))
+                    .flat_map(|(_, members)| members.iter().copied())
+                    .collect(),
+            };
+            out.retain(|&i| pods.matches(&workloads[i].labels));
+            out.sort_unstable();
+            out
+        }
+        Peer::IpBlock { cidr, except } => workloads
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.ips
+                    .iter()
+                    .any(|ip| ambit_compiler::model::ip_block_contains(cidr, except, *ip))
+            })
+            .map(|(i, _)| i)
+            .collect(),
+    }
 }
 
 pub(crate) fn run(cx: &mut Context<'_>) {
@@ -105,11 +112,7 @@ fn selects_nothing(cx: &mut Context<'_>, np: &NetworkPolicy, key: &ObjectKey) {
     if !selected(cx, np).is_empty() {
         return;
     }
-    let any = cx
-        .cluster
-        .workloads
-        .iter()
-        .any(|w| w.namespace == np.namespace);
+    let any = !cx.workloads_in(&np.namespace).is_empty();
     let message = if any {
         format!(
             "podSelector matches no workload of namespace `{}`",

@@ -22,8 +22,8 @@ use ambit_compiler::model::{Direction, NetworkPolicy, PortSpec, Protocol, Rule};
 use ambit_compiler::table::{Peers, Remote, Tables};
 use ambit_compiler::yaml::Seg;
 use ambit_verifier::encode::{
-    Labels, Service, TableEncoding, TableEnd, Vocabulary, idx, idx_const, in_ranges, selector,
-    set_index_domain,
+    Labels, Service, TableEncoding, TableEnd, Vocabulary, idx, idx_const, in_ranges, satisfiable,
+    selector, set_index_domain,
 };
 use z3::ast::Bool;
 use z3::{SatResult, Solver};
@@ -160,13 +160,8 @@ pub(crate) fn run(cx: &mut Context<'_>) {
                     .clone()
             };
             let sat = |extra: &[Bool]| {
-                solver.push();
-                for b in extra {
-                    solver.assert(b);
-                }
-                let r = solver.check();
-                solver.pop(1);
-                r
+                let extra: Vec<&Bool> = extra.iter().collect();
+                satisfiable(&solver, &extra)
             };
             // A concrete flow shows most rules alive; the solver decides the
             // rest.
@@ -644,36 +639,43 @@ fn no_default_deny(cx: &mut Context<'_>, vocabulary: &Vocabulary) {
         .map(|w| w.namespace.as_str())
         .collect();
     for ns in names {
-        let solver = Solver::new();
-        let labels = Labels::new(&format!("{ns}.pod"), &vocabulary.pod);
-        solver.assert(labels.well_formed());
-        for np in cluster
+        let isolating: Vec<&NetworkPolicy> = cluster
             .network_policies
             .iter()
             .filter(|np| np.namespace == ns && np.ingress.is_some())
-        {
-            solver.assert(selector(&np.pod_selector, &labels).not());
-        }
-        if solver.check() != SatResult::Sat {
+            .collect();
+        // A policy that selects every pod isolates them all; a pod without
+        // labels that none selects is the plainest example. The solver
+        // looks for a pod between the two.
+        if isolating.iter().any(|np| np.pod_selector.is_everything()) {
             continue;
         }
-        let model = solver.get_model().expect("sat has a model");
-        // The plainest such pod: no labels, when that is one.
-        solver.push();
-        for present in labels.present() {
-            solver.assert(present.not());
-        }
-        let bare = solver.check() == SatResult::Sat;
-        solver.pop(1);
-        let example: Vec<String> = labels
-            .keys()
-            .filter_map(|k| labels.value_in(&model, k).map(|v| format!("{k}={v}")))
-            .filter(|kv| !kv.contains("<other>"))
-            .collect();
-        let pod = if bare || example.is_empty() {
+        let bare = !isolating
+            .iter()
+            .any(|np| np.pod_selector.matches(&Default::default()));
+        let pod = if bare {
             "a pod without labels".to_owned()
         } else {
-            format!("a pod labelled `{}`", example.join(","))
+            let solver = Solver::new();
+            let labels = Labels::new(&format!("{ns}.pod"), &vocabulary.pod);
+            solver.assert(labels.well_formed());
+            for np in &isolating {
+                solver.assert(selector(&np.pod_selector, &labels).not());
+            }
+            if solver.check() != SatResult::Sat {
+                continue;
+            }
+            let model = solver.get_model().expect("sat has a model");
+            let example: Vec<String> = labels
+                .keys()
+                .filter_map(|k| labels.value_in(&model, k).map(|v| format!("{k}={v}")))
+                .filter(|kv| !kv.contains("<other>"))
+                .collect();
+            if example.is_empty() {
+                "a pod without labels".to_owned()
+            } else {
+                format!("a pod labelled `{}`", example.join(","))
+            }
         };
         let (key, path) = match cluster.namespaces.get(ns).filter(|n| n.declared) {
             Some(_) => (ObjectKey::new("Namespace", "", ns), name_path()),

@@ -407,6 +407,17 @@ pub struct Request {
     pub path: Str,
     pub host: Str,
     pub headers: BTreeMap<String, (Bool, Str)>,
+    /// Some rule looks at the path.
+    paths: bool,
+}
+
+/// Some rule of `policies` looks at the request's path.
+pub fn looks_at_paths<'p>(policies: impl IntoIterator<Item = &'p AuthzPolicy>) -> bool {
+    policies
+        .into_iter()
+        .flat_map(|p| &p.rules)
+        .flat_map(|r| r.fields())
+        .any(|f| f.attr == Attr::Path)
 }
 
 impl Request {
@@ -429,17 +440,23 @@ impl Request {
                 (h, v)
             })
             .collect();
+        let paths = looks_at_paths(policies);
         Request {
             present: Bool::new_const(format!("{prefix}.present")),
             method: Str::new_const(format!("{prefix}.method")),
             path: Str::new_const(format!("{prefix}.path")),
             host: Str::new_const(format!("{prefix}.host")),
             headers,
+            paths,
         }
     }
 
-    /// A path is what precedes the query.
+    /// A path is what precedes the query. (When no rule looks at the
+    /// path, nothing is said of it: the formula keeps no text for it.)
     pub fn well_formed(&self) -> Bool {
+        if !self.paths {
+            return Bool::from_bool(true);
+        }
         literal("?").contains(&self.path).not()
     }
 
@@ -951,10 +968,19 @@ impl Semantics<'_> {
                 Text::symbolic(pod.service_account.clone()),
             ),
         };
+        let mut namespace = self.namespace_name(pod);
+        if pod.identities.is_some() {
+            // An end of the inventory: a member's namespace is known, and
+            // the one other case is the outside address, which has no
+            // identity and so no namespace.
+            if let Some((_, name)) = namespace.last_mut() {
+                *name = TextValue::Absent;
+            }
+        }
         AuthzSource {
             mesh: self.mesh_mode(pod),
             principal,
-            namespace: Text(self.namespace_name(pod)),
+            namespace: Text(namespace),
             service_account,
             ip: Ip(vec![(
                 Bool::from_bool(true),

@@ -1403,6 +1403,28 @@ pub fn bit_blasting() -> z3::Solver {
     .solver()
 }
 
+/// Is `solver`'s formula, with `extra`, satisfiable? Asked of
+/// [`bit_blasting`] first, and of `solver` itself when that chain leaves
+/// it undecided.
+pub fn satisfiable(solver: &z3::Solver, extra: &[&Bool]) -> z3::SatResult {
+    let fast = bit_blasting();
+    for a in solver.get_assertions().iter().chain(extra.iter().copied()) {
+        fast.assert(a);
+    }
+    match fast.check() {
+        z3::SatResult::Unknown => {
+            solver.push();
+            for a in extra {
+                solver.assert(*a);
+            }
+            let result = solver.check();
+            solver.pop(1);
+            result
+        }
+        result => result,
+    }
+}
+
 /// `x` is one of `ids`, as ranges of consecutive ids.
 pub fn in_ranges(ids: &[u32], x: &BV) -> Bool {
     Bool::or(&ranges(ids, x))
