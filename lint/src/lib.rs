@@ -236,6 +236,16 @@ impl<'a> Context<'a> {
             .any(|(c, k, p)| *c == code && k == key && p.starts_with(path))
     }
 
+    /// The messages of the findings of `code` inside `path` of the object.
+    pub fn reported_messages(&self, code: Code, key: &ObjectKey, path: &[Seg]) -> Vec<String> {
+        self.reported
+            .iter()
+            .zip(&self.findings)
+            .filter(|((c, k, p), _)| *c == code && k == key && p.starts_with(path))
+            .map(|(_, f)| f.message.clone())
+            .collect()
+    }
+
     /// Withdraw the findings of `code` inside `path` of the object (a
     /// coarser finding says the same); their messages are returned.
     pub fn retract(&mut self, code: Code, key: &ObjectKey, path: &[Seg]) -> Vec<String> {

@@ -25,6 +25,7 @@ use ambit_verifier::encode::{
     Labels, Service, TableEncoding, TableEnd, Vocabulary, idx, idx_const, in_ranges, satisfiable,
     selector, set_index_domain,
 };
+use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
 use z3::ast::Bool;
 use z3::{SatResult, Solver};
 
@@ -44,7 +45,8 @@ pub(crate) fn run(cx: &mut Context<'_>) {
     if cluster.workloads.is_empty() {
         return;
     }
-    set_index_domain(cluster.workloads.len() + 2 + cluster.namespaces.len());
+    let domain = cluster.workloads.len() + 2 + cluster.namespaces.len();
+    set_index_domain(domain);
     let admin = cluster.admin_policies.iter().any(|p| p.tier == Tier::Admin);
     let names: BTreeSet<&str> = cluster
         .network_policies
@@ -67,249 +69,359 @@ pub(crate) fn run(cx: &mut Context<'_>) {
         .filter(|(_, e)| e.kind == "NetworkPolicy")
         .map(|(i, e)| ((e.namespace.as_str(), e.name.as_str()), i as u32))
         .collect();
-    for ns in names {
-        for direction in [Direction::Ingress, Direction::Egress] {
-            let rules: Vec<RuleRef> = cluster
-                .network_policies
-                .iter()
-                .enumerate()
-                .filter(|(_, np)| np.namespace == ns && !selected(cx, np).is_empty())
-                .flat_map(|(p, np)| {
-                    (0..np.rules(direction).map_or(0, <[Rule]>::len))
-                        .map(move |r| RuleRef { policy: p, rule: r })
+    // Each namespace and direction is a question of its own, asked on
+    // every core, each in its own solver context; what they find is
+    // reported in their order.
+    let units: Vec<(&str, Direction, Vec<RuleRef>)> = names
+        .into_iter()
+        .flat_map(|ns| [Direction::Ingress, Direction::Egress].map(|d| (ns, d)))
+        .map(|(ns, direction)| (ns, direction, rules_of(cx, ns, direction)))
+        .filter(|(_, _, rules)| !rules.is_empty())
+        .collect();
+    let shared = Shared {
+        table_rules: &table_rules,
+        policy_index: &policy_index,
+        admin,
+    };
+    let found: Vec<Vec<Found>> = {
+        let cx: &Context<'_> = cx;
+        units
+            .par_iter()
+            .map(|(ns, direction, rules)| {
+                z3::with_z3_config(&z3::Config::new(), || {
+                    set_index_domain(domain);
+                    unit(cx, &shared, ns, *direction, rules)
                 })
-                .collect();
-            if rules.is_empty() {
-                continue;
+            })
+            .collect()
+    };
+    for f in found.into_iter().flatten() {
+        match f {
+            Found::Report {
+                code,
+                key,
+                path,
+                message,
+                help,
+            } => cx.report(code, &key, &path, message, help),
+            Found::Retract { code, key, path } => {
+                cx.retract(code, &key, &path);
             }
-            // Over the tables: the pod is a class of the namespace, the
-            // remote end any class or any outside address.
-            let tables = cx.tables;
-            let n_classes = tables.classes.len() as u64;
-            let own: Vec<u32> = cx
-                .representatives(
-                    cluster
-                        .workloads
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, w)| w.namespace == ns && !w.host_network)
-                        .map(|(i, _)| i),
-                )
-                .into_iter()
-                .map(|i| tables.workloads[i].class)
-                .collect();
-            let solver = Solver::new();
-            let encoding = TableEncoding::new(tables);
-            let pod = TableEnd::class(idx_const("pod.class"), "pod");
-            solver.assert(in_ranges(&own, &pod.class));
-            let remote = TableEnd::new("remote");
-            solver.assert(remote.external.implies(Bool::and(&[
-                remote.addr.valid.clone(),
-                remote.addr.well_formed(),
-            ])));
-            solver.assert(
-                remote
-                    .external
-                    .not()
-                    .implies(remote.class.bvult(idx(n_classes))),
-            );
-            let svc = Service::new();
-            solver.assert(svc.protocol.bvule(idx(2)));
-            let dst = match direction {
-                Direction::Ingress => &pod,
-                Direction::Egress => &remote,
-            };
-            let isolation = |c: usize| match direction {
-                Direction::Ingress => &tables.ingress[c],
-                Direction::Egress => &tables.egress[c],
-            };
-            // Each rule: the classes its policy selects here, its table rules.
-            let infos: Vec<(Vec<u32>, Vec<u32>)> = rules
-                .iter()
-                .map(|r| {
-                    let np = &cluster.network_policies[r.policy];
-                    let Some(&p) = policy_index.get(&(np.namespace.as_str(), np.name.as_str()))
-                    else {
-                        return (Vec::new(), Vec::new());
-                    };
-                    let selecting: Vec<u32> = own
-                        .iter()
-                        .copied()
-                        .filter(|&c| isolation(c as usize).policies.contains(&p))
-                        .collect();
-                    let trules = table_rules
-                        .get(&(p, direction, r.rule as u32))
-                        .cloned()
-                        .unwrap_or_default();
-                    (selecting, trules)
-                })
-                .collect();
-            // Each rule's flows as a formula, built when the solver is asked.
-            let admits_cache: Vec<std::cell::OnceCell<Bool>> =
-                infos.iter().map(|_| std::cell::OnceCell::new()).collect();
-            let admits = |i: usize| -> Bool {
-                admits_cache[i]
-                    .get_or_init(|| {
-                        let (selecting, trules) = &infos[i];
-                        let matches: Vec<Bool> = trules
-                            .iter()
-                            .map(|&t| encoding.rule_matches(t, &remote, dst, &svc))
-                            .collect();
-                        Bool::and(&[in_ranges(selecting, &pod.class), Bool::or(&matches)])
-                    })
-                    .clone()
-            };
-            let sat = |extra: &[Bool]| {
-                let extra: Vec<&Bool> = extra.iter().collect();
-                satisfiable(&solver, &extra)
-            };
-            // A concrete flow shows most rules alive; the solver decides the
-            // rest.
-            let live: Vec<bool> = infos
-                .iter()
-                .enumerate()
-                .map(|(i, info)| {
-                    concretely_alive(tables, direction, info)
-                        || sat(&[admits(i)]) != SatResult::Unsat
-                })
-                .collect();
-            // NP004: a dead rule, unless each of its peers was already
-            // found to match nothing (NP002, NP010); it says what a dead named port says.
-            for (r, alive) in rules.iter().zip(&live) {
-                let np = &cluster.network_policies[r.policy];
-                let rule = &np.rules(direction).expect("rules of the direction")[r.rule];
-                let at = rule_path(direction, r.rule);
-                let peers = match direction {
-                    Direction::Ingress => "from",
-                    Direction::Egress => "to",
-                };
-                let dead_peers = rule.peers.as_ref().is_some_and(|list| {
-                    (0..list.len()).all(|j| {
-                        let p: Vec<Seg> = at
-                            .iter()
-                            .cloned()
-                            .chain([Seg::Key(peers), Seg::Index(j)])
-                            .collect();
-                        cx.reported_inside(Code::PeerMatchesNothing, &key(np), &p)
-                            || cx.reported_inside(Code::UnknownLabel, &key(np), &p)
-                    })
-                });
-                if *alive || dead_peers {
-                    continue;
-                }
-                let why = cx.retract(Code::NamedPortNeverMatches, &key(np), &at);
-                let message = match why.first() {
-                    Some(w) => format!("this rule can never match: {w}"),
-                    None => format!(
-                        "this rule admits no flow {} any pod the policy selects",
-                        match direction {
-                            Direction::Ingress => "to",
-                            Direction::Egress => "from",
-                        }
-                    ),
-                };
-                cx.report(
-                    Code::RuleNeverMatches,
-                    &key(np),
-                    &at,
-                    message,
-                    "its peers and its ports never meet: check named ports and selectors against the pods they should match".into(),
-                );
-            }
-            // NP003, last rule first.
-            let mut removed: BTreeSet<usize> = BTreeSet::new();
-            for i in (0..rules.len()).rev() {
-                if !live[i] {
-                    removed.insert(i);
-                    continue;
-                }
-                // Only rules that could share a flow with this one can cover
-                // it.
-                let others: Vec<usize> = (0..rules.len())
-                    .filter(|j| *j != i && !removed.contains(j))
-                    .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
-                    .collect();
-                if others.is_empty() {
-                    continue;
-                }
-                // One other rule that holds all this one admits proves it
-                // shadowed; a flow only this rule admits, found without the
-                // solver, proves it is not. The solver decides the rest.
-                let cover: Vec<&Info> = others.iter().map(|&j| &infos[j]).collect();
-                let contained = cover.iter().any(|o| covers(tables, o, &infos[i]));
-                if !contained {
-                    if concrete_flow(tables, direction, &infos[i], &cover, |flow| {
-                        !cover.iter().any(|o| admits_flow(tables, o, flow))
-                    }) {
-                        continue;
-                    }
-                    let others: Vec<Bool> = others.into_iter().map(admits).collect();
-                    if sat(&[admits(i), Bool::or(&others).not()]) != SatResult::Unsat {
-                        continue;
-                    }
-                }
-                removed.insert(i);
-                cx.shadowed.push(crate::RuleId {
-                    policy: rules[i].policy,
-                    direction,
-                    rule: rules[i].rule,
-                });
-                let covering: Vec<String> = (0..rules.len())
-                    .filter(|j| *j != i && !removed.contains(j))
-                    .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
-                    .filter(|&j| {
-                        covers(tables, &infos[j], &infos[i])
-                            || concrete_flow(tables, direction, &infos[i], &[&infos[j]], |flow| {
-                                admits_flow(tables, &infos[j], flow)
-                            })
-                            || sat(&[admits(i), admits(j)]) == SatResult::Sat
-                    })
-                    .take(3)
-                    .map(|j| describe(cx, rules[j], direction))
-                    .collect();
-                let r = rules[i];
-                let np = &cluster.network_policies[r.policy];
-                cx.report(
-                    Code::ShadowedRule,
-                    &key(np),
-                    &rule_path(direction, r.rule),
-                    format!(
-                        "everything this rule admits is also admitted by {}",
-                        covering.join(", ")
-                    ),
-                    "remove the rule, or narrow the rules that cover it if it was meant to be the only way in".into(),
-                );
-            }
-            // AN002: every flow a live rule admits is denied first by the
-            // Admin tier. A concrete flow the rule admits and the Admin tier
-            // does not deny shows most rules are not; the solver decides the
-            // rest.
-            if admin {
-                let denied = encoding.admin_denies(direction, &pod.class, &remote, dst, &svc, &own);
-                for (i, r) in rules.iter().enumerate() {
-                    if !live[i]
-                        || concrete_flow(tables, direction, &infos[i], &[], |f| {
-                            tables
-                                .admin_decision(f.pod, direction, f.remote, f.dst, f.proto, f.port)
-                                != Some(Action::Deny)
-                        })
-                        || sat(&[admits(i), denied.not()]) != SatResult::Unsat
-                    {
-                        continue;
-                    }
-                    let np = &cluster.network_policies[r.policy];
-                    cx.report(
-                        Code::OverriddenByAdmin,
-                        &key(np),
-                        &rule_path(direction, r.rule),
-                        "every flow this rule admits is denied first by the Admin tier (ClusterNetworkPolicy / AdminNetworkPolicy): the policies conflict and this rule has no effect".into(),
-                        "`ambit query` on one of its flows shows the admin rule that decides; change that rule to Pass to delegate to NetworkPolicy".into(),
-                    );
-                }
-            }
+            Found::Shadowed(rule) => cx.shadowed.push(rule),
         }
     }
     no_default_deny(cx, &Vocabulary::of(cluster));
+}
+
+/// What the rules of one namespace and direction found, in order.
+enum Found {
+    Report {
+        code: Code,
+        key: ObjectKey,
+        path: Vec<Seg>,
+        message: String,
+        help: String,
+    },
+    /// Findings inside the path that a coarser one says again.
+    Retract {
+        code: Code,
+        key: ObjectKey,
+        path: Vec<Seg>,
+    },
+    /// A rule NP003 found shadowed.
+    Shadowed(crate::RuleId),
+}
+
+fn report(
+    found: &mut Vec<Found>,
+    code: Code,
+    key: &ObjectKey,
+    path: &[Seg],
+    message: String,
+    help: String,
+) {
+    found.push(Found::Report {
+        code,
+        key: key.clone(),
+        path: path.to_vec(),
+        message,
+        help,
+    });
+}
+
+/// What every unit reads.
+struct Shared<'s> {
+    /// Table rules by (policy, direction, index).
+    table_rules: &'s HashMap<(u32, Direction, u32), Vec<u32>>,
+    /// NetworkPolicies in the tables, by (namespace, name).
+    policy_index: &'s HashMap<(&'s str, &'s str), u32>,
+    /// The cluster has Admin-tier policies.
+    admin: bool,
+}
+
+/// The rules of the NetworkPolicies of `ns` that select a pod, in
+/// `direction`.
+fn rules_of(cx: &Context<'_>, ns: &str, direction: Direction) -> Vec<RuleRef> {
+    let cluster = cx.cluster;
+    let rules: Vec<RuleRef> = cluster
+        .network_policies
+        .iter()
+        .enumerate()
+        .filter(|(_, np)| np.namespace == ns && !selected(cx, np).is_empty())
+        .flat_map(|(p, np)| {
+            (0..np.rules(direction).map_or(0, <[Rule]>::len))
+                .map(move |r| RuleRef { policy: p, rule: r })
+        })
+        .collect();
+    rules
+}
+
+/// NP004, NP003 and AN002 over the rules of one namespace and direction.
+fn unit(
+    cx: &Context<'_>,
+    shared: &Shared<'_>,
+    ns: &str,
+    direction: Direction,
+    rules: &[RuleRef],
+) -> Vec<Found> {
+    let cluster = cx.cluster;
+    let Shared {
+        table_rules,
+        policy_index,
+        admin,
+    } = *shared;
+    let mut found = Vec::new();
+    // Over the tables: the pod is a class of the namespace, the
+    // remote end any class or any outside address.
+    let tables = cx.tables;
+    let n_classes = tables.classes.len() as u64;
+    let own: Vec<u32> = cx
+        .representatives(
+            cluster
+                .workloads
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.namespace == ns && !w.host_network)
+                .map(|(i, _)| i),
+        )
+        .into_iter()
+        .map(|i| tables.workloads[i].class)
+        .collect();
+    let solver = Solver::new();
+    let encoding = TableEncoding::new(tables);
+    let pod = TableEnd::class(idx_const("pod.class"), "pod");
+    solver.assert(in_ranges(&own, &pod.class));
+    let remote = TableEnd::new("remote");
+    solver.assert(remote.external.implies(Bool::and(&[
+        remote.addr.valid.clone(),
+        remote.addr.well_formed(),
+    ])));
+    solver.assert(
+        remote
+            .external
+            .not()
+            .implies(remote.class.bvult(idx(n_classes))),
+    );
+    let svc = Service::new();
+    solver.assert(svc.protocol.bvule(idx(2)));
+    let dst = match direction {
+        Direction::Ingress => &pod,
+        Direction::Egress => &remote,
+    };
+    let isolation = |c: usize| match direction {
+        Direction::Ingress => &tables.ingress[c],
+        Direction::Egress => &tables.egress[c],
+    };
+    // Each rule: the classes its policy selects here, its table rules.
+    let infos: Vec<(Vec<u32>, Vec<u32>)> = rules
+        .iter()
+        .map(|r| {
+            let np = &cluster.network_policies[r.policy];
+            let Some(&p) = policy_index.get(&(np.namespace.as_str(), np.name.as_str())) else {
+                return (Vec::new(), Vec::new());
+            };
+            let selecting: Vec<u32> = own
+                .iter()
+                .copied()
+                .filter(|&c| isolation(c as usize).policies.contains(&p))
+                .collect();
+            let trules = table_rules
+                .get(&(p, direction, r.rule as u32))
+                .cloned()
+                .unwrap_or_default();
+            (selecting, trules)
+        })
+        .collect();
+    // Each rule's flows as a formula, built when the solver is asked.
+    let admits_cache: Vec<std::cell::OnceCell<Bool>> =
+        infos.iter().map(|_| std::cell::OnceCell::new()).collect();
+    let admits = |i: usize| -> Bool {
+        admits_cache[i]
+            .get_or_init(|| {
+                let (selecting, trules) = &infos[i];
+                let matches: Vec<Bool> = trules
+                    .iter()
+                    .map(|&t| encoding.rule_matches(t, &remote, dst, &svc))
+                    .collect();
+                Bool::and(&[in_ranges(selecting, &pod.class), Bool::or(&matches)])
+            })
+            .clone()
+    };
+    let sat = |extra: &[Bool]| {
+        let extra: Vec<&Bool> = extra.iter().collect();
+        satisfiable(&solver, &extra)
+    };
+    // A concrete flow shows most rules alive; the solver decides the
+    // rest.
+    let live: Vec<bool> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            concretely_alive(tables, direction, info) || sat(&[admits(i)]) != SatResult::Unsat
+        })
+        .collect();
+    // NP004: a dead rule, unless each of its peers was already
+    // found to match nothing (NP002, NP010); it says what a dead named port says.
+    for (r, alive) in rules.iter().zip(&live) {
+        let np = &cluster.network_policies[r.policy];
+        let rule = &np.rules(direction).expect("rules of the direction")[r.rule];
+        let at = rule_path(direction, r.rule);
+        let peers = match direction {
+            Direction::Ingress => "from",
+            Direction::Egress => "to",
+        };
+        let dead_peers = rule.peers.as_ref().is_some_and(|list| {
+            (0..list.len()).all(|j| {
+                let p: Vec<Seg> = at
+                    .iter()
+                    .cloned()
+                    .chain([Seg::Key(peers), Seg::Index(j)])
+                    .collect();
+                cx.reported_inside(Code::PeerMatchesNothing, &key(np), &p)
+                    || cx.reported_inside(Code::UnknownLabel, &key(np), &p)
+            })
+        });
+        if *alive || dead_peers {
+            continue;
+        }
+        let why = cx.reported_messages(Code::NamedPortNeverMatches, &key(np), &at);
+        found.push(Found::Retract {
+            code: Code::NamedPortNeverMatches,
+            key: key(np),
+            path: at.clone(),
+        });
+        let message = match why.first() {
+            Some(w) => format!("this rule can never match: {w}"),
+            None => format!(
+                "this rule admits no flow {} any pod the policy selects",
+                match direction {
+                    Direction::Ingress => "to",
+                    Direction::Egress => "from",
+                }
+            ),
+        };
+        report(
+&mut found,
+            Code::RuleNeverMatches,
+            &key(np),
+            &at,
+            message,
+            "its peers and its ports never meet: check named ports and selectors against the pods they should match".into(),
+        );
+    }
+    // NP003, last rule first.
+    let mut removed: BTreeSet<usize> = BTreeSet::new();
+    for i in (0..rules.len()).rev() {
+        if !live[i] {
+            removed.insert(i);
+            continue;
+        }
+        // Only rules that could share a flow with this one can cover
+        // it.
+        let others: Vec<usize> = (0..rules.len())
+            .filter(|j| *j != i && !removed.contains(j))
+            .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        // One other rule that holds all this one admits proves it
+        // shadowed; a flow only this rule admits, found without the
+        // solver, proves it is not. The solver decides the rest.
+        let cover: Vec<&Info> = others.iter().map(|&j| &infos[j]).collect();
+        let contained = cover.iter().any(|o| covers(tables, o, &infos[i]));
+        if !contained {
+            if concrete_flow(tables, direction, &infos[i], &cover, |flow| {
+                !cover.iter().any(|o| admits_flow(tables, o, flow))
+            }) {
+                continue;
+            }
+            let others: Vec<Bool> = others.into_iter().map(admits).collect();
+            if sat(&[admits(i), Bool::or(&others).not()]) != SatResult::Unsat {
+                continue;
+            }
+        }
+        removed.insert(i);
+        found.push(Found::Shadowed(crate::RuleId {
+            policy: rules[i].policy,
+            direction,
+            rule: rules[i].rule,
+        }));
+        let covering: Vec<String> = (0..rules.len())
+            .filter(|j| *j != i && !removed.contains(j))
+            .filter(|&j| may_overlap(tables, &infos[i], &infos[j]))
+            .filter(|&j| {
+                covers(tables, &infos[j], &infos[i])
+                    || concrete_flow(tables, direction, &infos[i], &[&infos[j]], |flow| {
+                        admits_flow(tables, &infos[j], flow)
+                    })
+                    || sat(&[admits(i), admits(j)]) == SatResult::Sat
+            })
+            .take(3)
+            .map(|j| describe(cx, rules[j], direction))
+            .collect();
+        let r = rules[i];
+        let np = &cluster.network_policies[r.policy];
+        report(
+&mut found,
+            Code::ShadowedRule,
+            &key(np),
+            &rule_path(direction, r.rule),
+            format!(
+                "everything this rule admits is also admitted by {}",
+                covering.join(", ")
+            ),
+            "remove the rule, or narrow the rules that cover it if it was meant to be the only way in".into(),
+        );
+    }
+    // AN002: every flow a live rule admits is denied first by the
+    // Admin tier. A concrete flow the rule admits and the Admin tier
+    // does not deny shows most rules are not; the solver decides the
+    // rest.
+    if admin {
+        let denied = encoding.admin_denies(direction, &pod.class, &remote, dst, &svc, &own);
+        for (i, r) in rules.iter().enumerate() {
+            if !live[i]
+                || concrete_flow(tables, direction, &infos[i], &[], |f| {
+                    tables.admin_decision(f.pod, direction, f.remote, f.dst, f.proto, f.port)
+                        != Some(Action::Deny)
+                })
+                || sat(&[admits(i), denied.not()]) != SatResult::Unsat
+            {
+                continue;
+            }
+            let np = &cluster.network_policies[r.policy];
+            report(
+&mut found,
+                Code::OverriddenByAdmin,
+                &key(np),
+                &rule_path(direction, r.rule),
+                "every flow this rule admits is denied first by the Admin tier (ClusterNetworkPolicy / AdminNetworkPolicy): the policies conflict and this rule has no effect".into(),
+                "`ambit query` on one of its flows shows the admin rule that decides; change that rule to Pass to delegate to NetworkPolicy".into(),
+            );
+        }
+    }
+    found
 }
 
 /// A flow the rule surely admits, found without the solver: a selected
