@@ -162,8 +162,7 @@ struct Shared<'s> {
 /// The rules of the NetworkPolicies of `ns` that select a pod, in
 /// `direction`.
 fn rules_of(cx: &Context<'_>, ns: &str, direction: Direction) -> Vec<RuleRef> {
-    let cluster = cx.cluster;
-    let rules: Vec<RuleRef> = cluster
+    cx.cluster
         .network_policies
         .iter()
         .enumerate()
@@ -172,8 +171,7 @@ fn rules_of(cx: &Context<'_>, ns: &str, direction: Direction) -> Vec<RuleRef> {
             (0..np.rules(direction).map_or(0, <[Rule]>::len))
                 .map(move |r| RuleRef { policy: p, rule: r })
         })
-        .collect();
-    rules
+        .collect()
 }
 
 /// NP004, NP003 and AN002 over the rules of one namespace and direction.
@@ -321,7 +319,7 @@ fn unit(
             ),
         };
         report(
-&mut found,
+            &mut found,
             Code::RuleNeverMatches,
             &key(np),
             &at,
@@ -383,7 +381,7 @@ fn unit(
         let r = rules[i];
         let np = &cluster.network_policies[r.policy];
         report(
-&mut found,
+            &mut found,
             Code::ShadowedRule,
             &key(np),
             &rule_path(direction, r.rule),
@@ -412,7 +410,7 @@ fn unit(
             }
             let np = &cluster.network_policies[r.policy];
             report(
-&mut found,
+                &mut found,
                 Code::OverriddenByAdmin,
                 &key(np),
                 &rule_path(direction, r.rule),

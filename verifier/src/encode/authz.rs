@@ -938,7 +938,9 @@ impl Semantics<'_> {
     }
 
     /// The pod's namespace name, by cases (a new namespace: its symbolic
-    /// name).
+    /// name). An end of the inventory (its identities known) is in a known
+    /// namespace or is the outside address, which has no identity and so
+    /// no namespace.
     fn namespace_name(&self, pod: &Pod) -> Vec<(Bool, TextValue)> {
         let mut cases: Vec<(Bool, TextValue)> = self
             .namespaces
@@ -954,7 +956,10 @@ impl Semantics<'_> {
             .collect();
         cases.push((
             pod.namespace.bvuge(idx(self.namespaces.names.len() as u64)),
-            TextValue::Parts(vec![Part::Variable(pod.namespace_name.clone())]),
+            match pod.identities {
+                Some(_) => TextValue::Absent,
+                None => TextValue::Parts(vec![Part::Variable(pod.namespace_name.clone())]),
+            },
         ));
         cases
     }
@@ -968,19 +973,10 @@ impl Semantics<'_> {
                 Text::symbolic(pod.service_account.clone()),
             ),
         };
-        let mut namespace = self.namespace_name(pod);
-        if pod.identities.is_some() {
-            // An end of the inventory: a member's namespace is known, and
-            // the one other case is the outside address, which has no
-            // identity and so no namespace.
-            if let Some((_, name)) = namespace.last_mut() {
-                *name = TextValue::Absent;
-            }
-        }
         AuthzSource {
             mesh: self.mesh_mode(pod),
             principal,
-            namespace: Text(namespace),
+            namespace: Text(self.namespace_name(pod)),
             service_account,
             ip: Ip(vec![(
                 Bool::from_bool(true),
