@@ -320,7 +320,8 @@ fn check_part(
     solver.assert(svc.protocol.bvule(idx(2)));
     solver.assert(not_to_itself(cluster, &sw, &dw));
 
-    let semantics = Semantics::new(cluster, &namespaces, options);
+    let semantics =
+        Semantics::new(cluster, &namespaces, options).among(src_members.0, dst_members.0);
     let within = [&classes[0], &classes[1]];
     let encoding = TableEncoding::within(tables, within);
     let request = Request::new("request", &cluster.authorization_policies);

@@ -166,6 +166,51 @@ fn a_policy_detached_from_a_class_is_found() {
     assert!(m.tables && !m.semantics, "{m:?}");
 }
 
+/// Each part of the check leaves out the policies of namespaces its
+/// workloads are not in: a table that applies such a policy to them is
+/// still found wrong.
+#[test]
+fn a_network_policy_applied_in_another_namespace_is_found() {
+    let cluster = case("netpol", "01-deny-all-ingress");
+    let mut tables = compile(&cluster);
+    let policy = tables
+        .policies
+        .iter()
+        .position(|p| p.namespace == "x")
+        .expect("the policy of x") as u32;
+    let class = tables
+        .classes
+        .iter()
+        .position(|c| c.namespace == "y")
+        .expect("a class of y");
+    assert!(!tables.ingress[class].isolated());
+    tables.ingress[class].policies.push(policy);
+    let m = mismatch(&cluster, &tables);
+    assert!(m.to.starts_with("y/") && !m.tables && m.semantics, "{m:?}");
+}
+
+#[test]
+fn an_authorization_policy_attached_in_another_namespace_is_found() {
+    let cluster = case("authz", "04-principals-exact");
+    let mut tables = compile(&cluster);
+    let class = tables
+        .classes
+        .iter()
+        .enumerate()
+        .position(|(i, c)| {
+            c.namespace == "bar"
+                && tables.authz.classes[i].mesh != ambit_compiler::authz::MeshMode::None
+        })
+        .expect("a class of bar in the mesh");
+    assert!(tables.authz.classes[class].policies.is_empty());
+    tables.authz.classes[class].policies.push(0);
+    let m = mismatch(&cluster, &tables);
+    assert!(
+        m.to.starts_with("bar/") && !m.tables && m.semantics,
+        "{m:?}"
+    );
+}
+
 #[test]
 fn a_wrong_principal_is_found() {
     let cluster = case("authz", "04-principals-exact");

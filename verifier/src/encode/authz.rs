@@ -535,7 +535,10 @@ pub fn authorize(
     let mut allow_any = Vec::new();
     let mut allow = Vec::new();
     for (i, p) in policies.iter().enumerate() {
-        if p.dry_run {
+        // A policy that applies to no destination of the formula adds
+        // nothing to it.
+        let never = |b: &Bool| b.as_bool() == Some(false);
+        if p.dry_run || never(&dst.attached[i]) && (view == View::L4 || never(&dst.waypoint[i])) {
             continue;
         }
         match p.action {
@@ -1045,16 +1048,34 @@ impl Semantics<'_> {
         AuthzDest {
             mesh: self.mesh_mode(pod),
             mode: self.mtls_mode(pod, svc),
-            attached: policies.iter().map(|p| self.attached(p, pod)).collect(),
+            attached: policies
+                .iter()
+                .map(|p| match self.local_out_of_scope(p) {
+                    true => Bool::from_bool(false),
+                    false => self.attached(p, pod),
+                })
+                .collect(),
             waypoint: policies
                 .iter()
-                .map(|p| self.waypoint_attached(p, pod))
+                .map(|p| match p.target_refs.is_empty() {
+                    true => Bool::from_bool(false),
+                    false => self.waypoint_attached(p, pod),
+                })
                 .collect(),
             ip: Ip(vec![(
                 Bool::from_bool(true),
                 IpValue::Symbolic(pod.ips[0].clone()),
             )]),
         }
+    }
+
+    /// A policy without `targetRefs` outside the root namespace, of a
+    /// namespace the destination cannot be in ([`Semantics::among`]): it
+    /// applies to no destination.
+    fn local_out_of_scope(&self, p: &AuthzPolicy) -> bool {
+        p.target_refs.is_empty()
+            && p.namespace != self.mesh.root_namespace()
+            && !self.can_be_in(1, &p.namespace)
     }
 
     /// A policy without `targetRefs` applies to the pods of its namespace

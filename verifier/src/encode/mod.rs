@@ -621,6 +621,10 @@ pub struct Semantics<'a> {
     pub namespaces: &'a Namespaces,
     /// The effective mesh settings (root namespace, trust domains).
     pub mesh: MeshSettings,
+    /// The namespaces the source's and the destination's workloads are in,
+    /// when each end is known to be one of given workloads or an address
+    /// outside the cluster ([`Semantics::among`]).
+    scope: Option<[BTreeSet<&'a str>; 2]>,
 }
 
 impl<'a> Semantics<'a> {
@@ -634,7 +638,33 @@ impl<'a> Semantics<'a> {
             cluster,
             namespaces,
             mesh: options.mesh.over(&cluster.mesh),
+            scope: None,
         }
+    }
+
+    /// The same semantics for a source among the workloads `src` (or an
+    /// address outside the cluster) and a destination among `dst` (or an
+    /// address outside). A NetworkPolicy selects pods of its own namespace
+    /// only, and an AuthorizationPolicy without `targetRefs` outside the
+    /// root namespace applies to pods of its own namespace only: those of
+    /// other namespaces select neither end, and their terms, false for
+    /// every member, are left out of the formula.
+    pub fn among(mut self, src: &[usize], dst: &[usize]) -> Self {
+        let cluster = self.cluster;
+        let namespaces = |members: &[usize]| {
+            members
+                .iter()
+                .map(|&i| cluster.workloads[i].namespace.as_str())
+                .collect()
+        };
+        self.scope = Some([namespaces(src), namespaces(dst)]);
+        self
+    }
+
+    /// Whether the end (`0` the source, `1` the destination) can be a pod
+    /// of namespace `ns`.
+    fn can_be_in(&self, end: usize, ns: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s[end].contains(ns))
     }
 
     /// What `ambit query` and the agent decide: the network layer and the
@@ -677,7 +707,8 @@ impl<'a> Semantics<'a> {
     }
 
     /// One direction of `pod` through the tiers: Admin, NetworkPolicy (when
-    /// a policy isolates the pod), Baseline, default allow.
+    /// a policy isolates the pod), Baseline, default allow. `pod` is the
+    /// source for egress and the destination for ingress.
     pub fn direction(
         &self,
         direction: Direction,
@@ -704,10 +735,17 @@ impl<'a> Semantics<'a> {
     ) -> (Bool, Bool) {
         let mut isolating = Vec::new();
         let mut admitting = Vec::new();
+        let end = match direction {
+            Direction::Egress => 0,
+            Direction::Ingress => 1,
+        };
         for np in &self.cluster.network_policies {
             let Some(rules) = np.rules(direction) else {
                 continue;
             };
+            if !self.can_be_in(end, &np.namespace) {
+                continue;
+            }
             let selects = self.np_selects(np, pod);
             let any_rule: Vec<Bool> = rules
                 .iter()
@@ -1427,6 +1465,9 @@ pub fn satisfiable(solver: &z3::Solver, extra: &[&Bool]) -> z3::SatResult {
 
 /// `x` is one of `ids`, as ranges of consecutive ids.
 pub fn in_ranges(ids: &[u32], x: &BV) -> Bool {
+    if ids.is_empty() {
+        return Bool::from_bool(false);
+    }
     Bool::or(&ranges(ids, x))
 }
 
