@@ -15,8 +15,7 @@ mod render;
 
 // Loading a repository of manifests is mostly small allocations that live
 // until the tables are built: jemalloc takes 10-20% less CPU than glibc's
-// malloc for `compile` and `matrix` (BENCHMARKS.md). The agent's own
-// binary keeps the system allocator (its idle RSS is a target).
+// malloc for `compile` and `matrix` (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
