@@ -156,6 +156,15 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
         .collect();
 
     let ns_labels = |ns: &str| cluster.namespaces.get(ns).map(|n| &n.labels);
+    // A policy's pods and peers are looked up namespace by namespace: a
+    // namespace selector is decided once per namespace, not per class.
+    let mut by_namespace: BTreeMap<&str, Vec<ClassId>> = BTreeMap::new();
+    for (i, c) in classes.iter().enumerate() {
+        by_namespace
+            .entry(c.namespace.as_str())
+            .or_default()
+            .push(i as ClassId);
+    }
     let mut policies = Vec::new();
     let mut rules = Vec::new();
     let mut ingress = vec![Isolation::default(); classes.len()];
@@ -169,11 +178,12 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
             tier: None,
             priority: None,
         });
-        let selected: Vec<ClassId> = classes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.namespace == np.namespace && np.pod_selector.matches(&c.labels))
-            .map(|(i, _)| i as ClassId)
+        let selected: Vec<ClassId> = by_namespace
+            .get(np.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&c| np.pod_selector.matches(&classes[c as usize].labels))
             .collect();
         for direction in [Direction::Ingress, Direction::Egress] {
             let Some(dir_rules) = np.rules(direction) else {
@@ -192,8 +202,11 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
                     peers: peers(
                         rule,
                         &np.namespace,
-                        &classes,
-                        &class_blocks,
+                        Classes {
+                            classes: &classes,
+                            by_namespace: &by_namespace,
+                            blocks: &class_blocks,
+                        },
                         &blocks,
                         &ns_labels,
                     ),
@@ -216,11 +229,16 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
     let host_network: Vec<bool> = class_ids.keys().map(|k| k.host_network).collect();
     let mut order: Vec<&AdminPolicy> = cluster.admin_policies.iter().collect();
     order.sort_by(|a, b| (a.tier, a.order_key()).cmp(&(b.tier, b.order_key())));
-    let pods_in = |set: &PodSet, c: usize| {
-        let class = &classes[c];
-        !host_network[c]
-            && set.pods.matches(&class.labels)
-            && ns_labels(&class.namespace).is_some_and(|l| set.namespaces.matches(l))
+    // The classes of a pod set, in order.
+    let pods_in = |set: &PodSet| -> Vec<usize> {
+        let mut out: Vec<usize> = by_namespace
+            .iter()
+            .filter(|(ns, _)| ns_labels(ns).is_some_and(|l| set.namespaces.matches(l)))
+            .flat_map(|(_, members)| members.iter().map(|&c| c as usize))
+            .filter(|&c| !host_network[c] && set.pods.matches(&classes[c].labels))
+            .collect();
+        out.sort_unstable();
+        out
     };
     for ap in order {
         let pid = policies.len() as u32;
@@ -231,9 +249,7 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
             tier: Some(ap.tier),
             priority: ap.priority,
         });
-        let subjects: Vec<usize> = (0..classes.len())
-            .filter(|&c| pods_in(&ap.subject, c))
-            .collect();
+        let subjects = pods_in(&ap.subject);
         for direction in [Direction::Ingress, Direction::Egress] {
             let first_rule = rules.len() as u32;
             for (index, rule) in ap.rules(direction).iter().enumerate() {
@@ -244,7 +260,7 @@ pub fn compile_with(cluster: &Cluster, options: &CompileOptions) -> Tables {
                 } else {
                     for peer in &rule.peers {
                         if let AdminPeer::Pods(set) = peer {
-                            for c in (0..classes.len()).filter(|&c| pods_in(set, c)) {
+                            for c in pods_in(set) {
                                 peers.classes.insert(c as ClassId);
                             }
                         }
@@ -482,11 +498,18 @@ fn authz_tables(
     }
 }
 
+/// The classes, by index and by namespace, and each one's address blocks.
+#[derive(Clone, Copy)]
+struct Classes<'c> {
+    classes: &'c [Class],
+    by_namespace: &'c BTreeMap<&'c str, Vec<ClassId>>,
+    blocks: &'c [&'c [usize]],
+}
+
 fn peers<'a>(
     rule: &Rule,
     policy_ns: &str,
-    classes: &[Class],
-    class_blocks: &[&[usize]],
+    classes: Classes<'_>,
     blocks: &[IpBlock],
     ns_labels: &dyn Fn(&str) -> Option<&'a Labels>,
 ) -> Peers {
@@ -500,13 +523,18 @@ fn peers<'a>(
     for peer in list {
         match peer {
             Peer::Pods { namespaces, pods } => {
-                for (i, c) in classes.iter().enumerate() {
+                for (ns, members) in classes.by_namespace {
                     let ns_ok = match namespaces {
-                        None => c.namespace == policy_ns,
-                        Some(sel) => ns_labels(&c.namespace).is_some_and(|l| sel.matches(l)),
+                        None => *ns == policy_ns,
+                        Some(sel) => ns_labels(ns).is_some_and(|l| sel.matches(l)),
                     };
-                    if ns_ok && pods.matches(&c.labels) {
-                        out.classes.insert(i as ClassId);
+                    if !ns_ok {
+                        continue;
+                    }
+                    for &c in members {
+                        if pods.matches(&classes.classes[c as usize].labels) {
+                            out.classes.insert(c);
+                        }
                     }
                 }
             }
@@ -515,7 +543,7 @@ fn peers<'a>(
                     cidr: *cidr,
                     except: except.clone(),
                 };
-                add_block(&mut out, block, blocks, class_blocks);
+                add_block(&mut out, block, blocks, classes.blocks);
             }
         }
     }
