@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::authz::{MeshMode, MtlsMode};
 use crate::model::{Protocol, WorkloadKind};
-use crate::table::{ClassId, Endpoint, Isolation, PortSet, Tables};
+use crate::table::{ClassId, ClassSet, Endpoint, Isolation, PortSet, Tables};
 
 /// Index of the empty port set in [`Matrix::sets`].
 pub const NONE: u32 = 0;
@@ -77,6 +77,11 @@ impl Matrix {
                 s
             }
         };
+        let ingress: Vec<Glance> = tables
+            .ingress
+            .par_iter()
+            .map(|iso| Glance::of(tables, iso))
+            .collect();
         let rows: Vec<(Vec<u32>, Vec<PortSet>, usize)> = (0..n)
             .into_par_iter()
             .map(|s| {
@@ -84,12 +89,9 @@ impl Matrix {
                 let mut local_sets: Vec<PortSet> = Vec::new();
                 let mut evaluated = 0;
                 let mut row = Vec::with_capacity(n);
-                let egress = &tables.egress[s];
+                let egress = Glance::of(tables, &tables.egress[s]);
                 for d in 0..n {
-                    let cell = match (
-                        side(tables, egress, d as ClassId),
-                        side(tables, &tables.ingress[d], s as ClassId),
-                    ) {
+                    let cell = match (egress.side(d as ClassId), ingress[d].side(s as ClassId)) {
                         (Side::DenyAll, _) | (_, Side::DenyAll) => NONE,
                         (Side::AllowAll, Side::AllowAll)
                             if transparent.get(d).copied().unwrap_or(true) =>
@@ -189,28 +191,81 @@ impl Matrix {
     }
 }
 
-/// One side of a pair of classes at a glance: no rule of any tier admits
-/// the remote class (then an isolated side denies, an unisolated one
-/// allows), an isolated side whose admitting NetworkPolicy rule opens every
-/// port with no admin rule in front, or anything else.
-fn side(tables: &Tables, iso: &Isolation, remote: ClassId) -> Side {
-    let admits = |r: &u32| tables.rules[*r as usize].peers.admits_class(remote);
-    if iso.admin.iter().any(admits) {
-        return Side::Depends;
-    }
-    if iso.isolated() {
-        let mut any = false;
-        for r in iso.rules.iter().filter(|r| admits(r)) {
-            if tables.rules[*r as usize].ports.is_none() {
-                return Side::AllowAll;
-            }
-            any = true;
+/// The remote classes some rules admit (by peer or by a pod IP in a
+/// block), or every class.
+#[derive(Default)]
+struct Admits {
+    all: bool,
+    classes: ClassSet,
+}
+
+impl Admits {
+    fn of<'a>(tables: &Tables, rules: impl IntoIterator<Item = &'a u32>) -> Admits {
+        let mut out = Admits::default();
+        for &r in rules {
+            let peers = &tables.rules[r as usize].peers;
+            out.all |= peers.all;
+            out.classes.union_with(&peers.classes);
+            out.classes.union_with(&peers.ip_classes);
         }
-        if any { Side::Depends } else { Side::DenyAll }
-    } else if iso.baseline.iter().any(admits) {
-        Side::Depends
-    } else {
-        Side::AllowAll
+        out
+    }
+
+    #[inline]
+    fn contains(&self, c: ClassId) -> bool {
+        self.all || self.classes.contains(c)
+    }
+}
+
+/// One side of a class (its egress or ingress entry), for every remote
+/// class at once: the remote classes its admin rules admit, its admitting
+/// NetworkPolicy rules admit on every port and at all, and its baseline
+/// rules admit. A pair of classes reads one bit of each.
+struct Glance {
+    isolated: bool,
+    admin: Admits,
+    open: Admits,
+    admitted: Admits,
+    baseline: Admits,
+}
+
+impl Glance {
+    fn of(tables: &Tables, iso: &Isolation) -> Glance {
+        Glance {
+            isolated: iso.isolated(),
+            admin: Admits::of(tables, &iso.admin),
+            open: Admits::of(
+                tables,
+                iso.rules
+                    .iter()
+                    .filter(|&&r| tables.rules[r as usize].ports.is_none()),
+            ),
+            admitted: Admits::of(tables, &iso.rules),
+            baseline: Admits::of(tables, &iso.baseline),
+        }
+    }
+
+    /// The side for a remote class at a glance: no rule of any tier admits
+    /// it (then an isolated side denies, an unisolated one allows), an
+    /// isolated side whose admitting NetworkPolicy rule opens every port
+    /// with no admin rule in front, or anything else.
+    #[inline]
+    fn side(&self, remote: ClassId) -> Side {
+        if self.admin.contains(remote) {
+            Side::Depends
+        } else if self.isolated {
+            if self.open.contains(remote) {
+                Side::AllowAll
+            } else if self.admitted.contains(remote) {
+                Side::Depends
+            } else {
+                Side::DenyAll
+            }
+        } else if self.baseline.contains(remote) {
+            Side::Depends
+        } else {
+            Side::AllowAll
+        }
     }
 }
 

@@ -229,6 +229,16 @@ impl ClassSet {
         self.words.iter().all(|&w| w == 0)
     }
 
+    /// Add every class of `other`.
+    pub fn union_with(&mut self, other: &ClassSet) {
+        if self.words.len() < other.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
+    }
+
     /// Some class is in both sets.
     pub fn intersects(&self, other: &ClassSet) -> bool {
         self.words.iter().zip(&other.words).any(|(a, b)| a & b != 0)
@@ -1116,5 +1126,29 @@ impl std::fmt::Display for PortSet {
             write!(f, "{proto} {}", parts.join(","))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_union_holds_the_classes_of_both_sets() {
+        let set = |ids: &[ClassId]| {
+            let mut s = ClassSet::default();
+            for &c in ids {
+                s.insert(c);
+            }
+            s
+        };
+        let mut a = set(&[1, 64]);
+        a.union_with(&set(&[2, 200]));
+        assert_eq!(a.iter().collect::<Vec<_>>(), [1, 2, 64, 200]);
+        let mut b = set(&[300]);
+        b.union_with(&set(&[5]));
+        b.union_with(&ClassSet::default());
+        assert_eq!(b.iter().collect::<Vec<_>>(), [5, 300]);
+        assert!(!b.contains(6) && b.contains(300));
     }
 }
