@@ -163,11 +163,6 @@ pub struct IpBlock {
 }
 
 impl Peers {
-    /// Does a rule with these peers admit workloads of class `c`?
-    pub fn admits_class(&self, c: ClassId) -> bool {
-        self.all || self.classes.contains(c) || self.ip_classes.contains(c)
-    }
-
     fn admit(&self, remote: Remote) -> bool {
         self.all
             || match remote {
