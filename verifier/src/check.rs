@@ -7,23 +7,25 @@
 //! tables are right. With Istio policies in the cluster the authorization
 //! layer is part of both, and a second question asks the same of an L7
 //! enforcer's decision, with any HTTP request or none. A pod reaching itself
-//! is left out (both always allow it). Each question is asked in parts of
-//! [`PART`] workloads per end, on every core.
+//! is left out (both always allow it). Each question is asked of one
+//! workload of each group that no formula of the check tells apart
+//! ([`Groups`]), in parts of [`PART`] workloads per end, on every core.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use ambit_compiler::authz::{Request as HttpRequest, View};
 use ambit_compiler::compile::CompileOptions;
-use ambit_compiler::model::{Cluster, Protocol};
-use ambit_compiler::table::Tables;
+use ambit_compiler::labels::Labels;
+use ambit_compiler::model::{Cluster, ContainerPort, Protocol, WorkloadKind};
+use ambit_compiler::table::{ClassId, Tables};
 use rayon::prelude::*;
 use z3::ast::{BV, Bool};
 use z3::{SatResult, Solver};
 
 use crate::encode::authz::Request;
 use crate::encode::{
-    Identities, Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd, Vocabulary,
-    eval_bool, eval_u64, idx, idx_const, not_to_itself, reason_unknown,
+    AddrRange, Identities, Namespaces, Pod, Semantics, Service, TableEncoding, TableEnd,
+    Vocabulary, address_ranges, eval_bool, eval_u64, idx, idx_const, not_to_itself, reason_unknown,
 };
 
 /// A flow on which the tables and the semantics differ: a compiler bug.
@@ -205,8 +207,9 @@ pub fn check_in_parts(
     } else {
         &[View::L4]
     };
+    let groups = Groups::of(cluster, tables, options);
     for &view in views {
-        match check_view(cluster, tables, options, view, part.max(1)) {
+        match check_view(cluster, tables, options, view, part.max(1), &groups) {
             Outcome::Proved { .. } => {}
             other => return other,
         }
@@ -217,39 +220,146 @@ pub fn check_in_parts(
     }
 }
 
+/// The workloads of the inventory in groups that neither side of the check
+/// can tell apart: the same namespace, kind, labels, service account,
+/// container ports, host networking, injection annotation and class, and
+/// addresses that every address range the semantics tests holds alike.
+/// Every formula of the check reads a workload through these alone
+/// ([`is_workload`] ties a symbolic pod to them; the tables' side reads the
+/// class, and an address only for an end outside the cluster; the name
+/// only in [`not_to_itself`], which the kind decides), so a flow from
+/// or to one member is decided on both sides as the same flow from or to
+/// another: proving it for one member of each group proves it for all.
+/// A group of several Pods also needs one flow between two of its
+/// members, which no Pod's flow to itself stands for.
+#[derive(Debug)]
+struct Groups {
+    /// The first member of each group, in inventory order.
+    first: Vec<usize>,
+    /// The first two members of each group of several Pods.
+    twins: Vec<(usize, usize)>,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct Signature<'a> {
+    namespace: &'a str,
+    kind: WorkloadKind,
+    labels: &'a Labels,
+    service_account: &'a str,
+    ports: &'a [ContainerPort],
+    host_network: bool,
+    inject: Option<&'a str>,
+    /// Per address slot of the encoding: the family, and which of the
+    /// tested ranges hold the address.
+    addresses: Vec<Option<(bool, Vec<bool>)>>,
+    class: ClassId,
+}
+
+impl Groups {
+    fn of(cluster: &Cluster, tables: &Tables, options: &CompileOptions) -> Groups {
+        let (slots, ranges) = tested_address_ranges(cluster, options);
+        let mut index: HashMap<Signature<'_>, usize> = HashMap::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for (i, w) in cluster.workloads.iter().enumerate() {
+            let signature = Signature {
+                namespace: &w.namespace,
+                kind: w.kind,
+                labels: &w.labels,
+                service_account: &w.service_account,
+                ports: &w.ports,
+                host_network: w.host_network,
+                inject: w.inject_annotation.as_deref(),
+                addresses: (0..slots)
+                    .map(|slot| {
+                        w.ips.get(slot).map(|ip| {
+                            (
+                                ip.is_ipv6(),
+                                ranges.iter().map(|r| r.contains(*ip)).collect(),
+                            )
+                        })
+                    })
+                    .collect(),
+                class: tables.workloads[i].class,
+            };
+            let next = members.len();
+            let g = *index.entry(signature).or_insert(next);
+            if g == next {
+                members.push(Vec::new());
+            }
+            members[g].push(i);
+        }
+        Groups {
+            first: members.iter().map(|m| m[0]).collect(),
+            twins: members
+                .iter()
+                .filter(|m| m.len() > 1 && cluster.workloads[m[0]].kind == WorkloadKind::Pod)
+                .map(|m| (m[0], m[1]))
+                .collect(),
+        }
+    }
+}
+
+/// The address slots of a symbolic pod, and every address range the
+/// semantics of `cluster` tests one against, in either view.
+fn tested_address_ranges(
+    cluster: &Cluster,
+    options: &CompileOptions,
+) -> (usize, BTreeSet<AddrRange>) {
+    z3::with_z3_config(&z3::Config::new(), || {
+        let vocabulary = Vocabulary::of(cluster);
+        let namespaces = Namespaces::of(cluster);
+        crate::encode::set_index_domain(cluster.workloads.len() + namespaces.names.len() + 1);
+        address_ranges(|| {
+            let (src, dst) = (Pod::new("src", &vocabulary), Pod::new("dst", &vocabulary));
+            let svc = Service::new();
+            let semantics = Semantics::new(cluster, &namespaces, options);
+            let _ = semantics.allowed(&src, &dst, &svc);
+            if crate::encode::authz::has_authz(cluster) {
+                let request = Request::new("request", &cluster.authorization_policies);
+                let _ = semantics.allowed_full(&src, &dst, &svc, &request);
+            }
+            src.ips.len()
+        })
+    })
+}
+
 /// Workloads per end in one part of a check. Measured on the generated
 /// cluster of 1,000 pods and 300 NetworkPolicies: 100 and 200 take the
 /// same time, 50 twice as long; the whole inventory at once takes 15 times
 /// as long.
 pub const PART: usize = 100;
 
-/// The check of one view, in parts: each pairs a chunk of `part`
-/// workloads as the sources (the first chunk with the outside addresses)
-/// with a chunk as the destinations, so that every flow is in exactly one
-/// part. The solver's effort grows faster than the formula, whose size is
-/// the policies times the workloads an end can be: many small questions
-/// take a tenth of the time of one over the inventory. Parts run on every
-/// core, each in its own solver context; the mismatch reported is the
-/// first in part order, whichever finishes first.
+/// The check of one view, in parts, over the first member of each group
+/// ([`Groups`]): each part pairs a chunk of `part` of them as the sources
+/// (the first chunk with the outside addresses) with a chunk as the
+/// destinations, so that every flow between groups is in exactly one part;
+/// then the flows between twins, `part` pairs at a time. The solver's
+/// effort grows faster than the formula, whose size is the policies times
+/// the workloads an end can be: many small questions take a tenth of the
+/// time of one over the inventory. Parts run on every core, each in its own
+/// solver context; the mismatch reported is the first in part order,
+/// whichever finishes first.
 fn check_view(
     cluster: &Cluster,
     tables: &Tables,
     options: &CompileOptions,
     view: View,
     part: usize,
+    groups: &Groups,
 ) -> Outcome {
     let n = cluster.workloads.len();
-    let all: Vec<usize> = (0..n).collect();
-    let chunks: Vec<&[usize]> = all.chunks(part).collect();
-    let parts: Vec<(usize, usize)> = (0..chunks.len())
+    let chunks: Vec<&[usize]> = groups.first.chunks(part).collect();
+    let twins: Vec<&[(usize, usize)]> = groups.twins.chunks(part).collect();
+    let parts: Vec<Part<'_>> = (0..chunks.len())
         .flat_map(|d| (0..chunks.len()).map(move |s| (s, d)))
+        .map(|(s, d)| Part::Between((chunks[s], s == 0), (chunks[d], d == 0)))
+        .chain(twins.iter().map(|t| Part::Twins(t)))
         .collect();
     parts
         .par_iter()
-        .find_map_first(|&(s, d)| {
-            let (src, dst) = ((chunks[s], s == 0), (chunks[d], d == 0));
+        .find_map_first(|part| {
             match z3::with_z3_config(&z3::Config::new(), || {
-                check_part(cluster, tables, options, view, src, dst)
+                check_part(cluster, tables, options, view, part)
             }) {
                 Outcome::Proved { .. } => None,
                 other => Some(other),
@@ -261,19 +371,33 @@ fn check_view(
         })
 }
 
-/// The flows from the workloads `src.0` (and with `src.1` the addresses
-/// outside the cluster) to the workloads `dst.0` (and with `dst.1`
-/// outside addresses), every port and protocol: the tables decide each as
+/// The flows of one part of a check.
+enum Part<'a> {
+    /// From the workloads `.0` (and with `.1` the addresses outside the
+    /// cluster) to the workloads `.0` (and with `.1` outside addresses).
+    Between((&'a [usize], bool), (&'a [usize], bool)),
+    /// From the first of each pair to the second.
+    Twins(&'a [(usize, usize)]),
+}
+
+/// The flows of `part`, every port and protocol: the tables decide each as
 /// the semantics does, or a mismatch.
 fn check_part(
     cluster: &Cluster,
     tables: &Tables,
     options: &CompileOptions,
     view: View,
-    src_members: (&[usize], bool),
-    dst_members: (&[usize], bool),
+    part: &Part<'_>,
 ) -> Outcome {
     let n = cluster.workloads.len();
+    let (src_firsts, dst_seconds): (Vec<usize>, Vec<usize>);
+    let (src_members, dst_members) = match *part {
+        Part::Between(src, dst) => (src, dst),
+        Part::Twins(pairs) => {
+            (src_firsts, dst_seconds) = pairs.iter().copied().unzip();
+            ((&src_firsts[..], false), (&dst_seconds[..], false))
+        }
+    };
     let vocabulary = Vocabulary::of(cluster);
     let namespaces = Namespaces::of(cluster);
     crate::encode::set_index_domain(
@@ -319,6 +443,11 @@ fn check_part(
     solver.assert(Bool::and(&[sw.eq(idx(n as u64)), dw.eq(idx(n as u64))]).not());
     solver.assert(svc.protocol.bvule(idx(2)));
     solver.assert(not_to_itself(cluster, &sw, &dw));
+    if let Part::Twins(pairs) = part {
+        for &(a, b) in pairs.iter() {
+            solver.assert(sw.eq(idx(a as u64)).implies(dw.eq(idx(b as u64))));
+        }
+    }
 
     let semantics =
         Semantics::new(cluster, &namespaces, options).among(src_members.0, dst_members.0);

@@ -312,3 +312,103 @@ fn a_dropped_except_is_found_with_an_outside_address() {
     assert!(m.to.starts_with("ip:"), "{m:?}");
     assert!(m.tables && !m.semantics, "{m:?}");
 }
+
+/// A cluster from YAML text.
+fn cluster_of(text: &str) -> Cluster {
+    let file = ambit_compiler::source::SourceFile::new("cluster.yaml", text);
+    let mut diags = ambit_compiler::diag::Diagnostics::default();
+    let cluster = ambit_compiler::load::load(&[file], &LoadOptions::default(), &mut diags);
+    assert!(!diags.has_errors(), "{:?}", diags.0.first());
+    cluster
+}
+
+/// Two Pods `a/p1` and `a/p2` alike, and `a/db`; a NetworkPolicy admits
+/// `app: web` into `db` from 10.0.1.0/24 and into the web pods from each
+/// other on port 80.
+const TWINS: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: a}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p1, namespace: a, labels: {app: web}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.0.1.5}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p2, namespace: a, labels: {app: web}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.0.2.5}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.0.3.5}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.0.1.0/24}}]
+";
+
+fn class_of(tables: &Tables, id: &str) -> u32 {
+    tables
+        .workloads
+        .iter()
+        .find(|w| format!("{}/{}", w.namespace, w.name) == id)
+        .expect("a workload")
+        .class
+}
+
+/// The check proves one Pod of each group of Pods it cannot tell apart
+/// (here `p1` and `p2`, both inside the block), and one flow between two
+/// of a group: a table that no longer admits a web pod into the other,
+/// wrong only between the two, is found.
+#[test]
+fn a_flow_between_two_pods_alike_is_checked() {
+    let cluster = cluster_of(&TWINS.replace("10.0.1.0/24", "10.0.0.0/16"));
+    let mut tables = compile(&cluster);
+    assert_eq!(class_of(&tables, "a/p1"), class_of(&tables, "a/p2"));
+    let web = class_of(&tables, "a/p1") as usize;
+    assert!(tables.ingress[web].isolated() && !tables.ingress[web].rules.is_empty());
+    tables.ingress[web].rules.clear();
+    let m = mismatch(&cluster, &tables);
+    assert!(
+        m.from == "a/p1" && m.to == "a/p2" && m.port == 80 && !m.tables && m.semantics,
+        "{m:?}"
+    );
+}
+
+/// Pods alike but for addresses that an ipBlock tells apart are checked
+/// each: tables that put `p2` (outside the block) in the class of `p1`
+/// (inside it) let `p2` into `db`, and that is found.
+#[test]
+fn pods_an_ip_block_tells_apart_are_checked_each() {
+    let cluster = cluster_of(TWINS);
+    let mut tables = compile(&cluster);
+    let (c1, c2) = (class_of(&tables, "a/p1"), class_of(&tables, "a/p2"));
+    assert_ne!(c1, c2, "the block tells the two apart");
+    for w in tables.workloads.iter_mut().filter(|w| w.name == "p2") {
+        w.class = c1;
+    }
+    let m = mismatch(&cluster, &tables);
+    assert!(
+        m.from == "a/p2" && m.to == "a/db" && m.tables && !m.semantics,
+        "{m:?}"
+    );
+}

@@ -350,6 +350,7 @@ impl Addr {
             None => self.valid.not(),
             Some(ip) => {
                 let (v6, value) = bits_of(ip);
+                AddrRange::note(v6, value, value);
                 Bool::and(&[
                     self.valid.clone(),
                     self.v6.iff(Bool::from_bool(v6)),
@@ -363,6 +364,7 @@ impl Addr {
     pub fn in_range(&self, lo: IpAddr, hi: IpAddr) -> Bool {
         let (v6, lo) = bits_of(lo);
         let (_, hi) = bits_of(hi);
+        AddrRange::note(v6, lo, hi);
         Bool::and(&[
             self.valid.clone(),
             self.v6.iff(Bool::from_bool(v6)),
@@ -374,6 +376,7 @@ impl Addr {
     /// Inside the CIDR: the family matches and the prefix bits are equal.
     pub fn in_cidr(&self, net: &IpNet) -> Bool {
         let (v6, value) = bits_of(net.network());
+        AddrRange::note(v6, value, bits_of(net.broadcast()).1);
         let len = net.prefix_len() as u32;
         let width = if v6 { 128 } else { 32 };
         let family = self.v6.iff(Bool::from_bool(v6));
@@ -415,6 +418,59 @@ fn parse_bv_literal(s: &str) -> Option<u128> {
     } else {
         s.parse().ok()
     }
+}
+
+/// A range of addresses of one family, inclusive, that a formula tests a
+/// symbolic address against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AddrRange {
+    pub v6: bool,
+    pub lo: u128,
+    pub hi: u128,
+}
+
+thread_local! {
+    /// The ranges [`Addr`]'s predicates were built over, while
+    /// [`address_ranges`] records them on this thread.
+    static ADDRESS_RANGES: std::cell::RefCell<Option<BTreeSet<AddrRange>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl AddrRange {
+    /// Whether the range holds `ip`.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (v6, bits) = bits_of(ip);
+        v6 == self.v6 && self.lo <= bits && bits <= self.hi
+    }
+
+    fn note(v6: bool, lo: u128, hi: u128) {
+        ADDRESS_RANGES.with(|r| {
+            if let Some(set) = r.borrow_mut().as_mut() {
+                set.insert(AddrRange { v6, lo, hi });
+            }
+        });
+    }
+}
+
+/// Run `f` and return, with its result, every range of addresses that the
+/// formulas it built test a symbolic address against ([`Addr::is`],
+/// [`Addr::in_range`], [`Addr::in_cidr`]: the only predicates over an
+/// address besides its presence and family). Two concrete addresses of one
+/// family that each of these ranges holds alike are told apart by none of
+/// those formulas.
+pub fn address_ranges<R>(f: impl FnOnce() -> R) -> (R, BTreeSet<AddrRange>) {
+    struct Recording;
+    impl Drop for Recording {
+        fn drop(&mut self) {
+            ADDRESS_RANGES.with(|r| r.borrow_mut().take());
+        }
+    }
+    ADDRESS_RANGES.with(|r| *r.borrow_mut() = Some(BTreeSet::new()));
+    let recording = Recording;
+    let out = f();
+    let ranges = ADDRESS_RANGES.with(|r| r.borrow_mut().take().unwrap_or_default());
+    drop(recording);
+    (out, ranges)
 }
 
 fn bits_of(ip: IpAddr) -> (bool, u128) {
