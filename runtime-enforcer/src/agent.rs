@@ -40,10 +40,10 @@ use ambit_compiler::probe::{self, DecidedBy, Probe};
 use ambit_compiler::table::Endpoint;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{Empty, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::client::ResolvesClientCert;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, LocalWorkload};
 use crate::identity::{self, SpiffeClientVerifier, SpiffeId, SpiffeServerVerifier};
-use crate::io::{BoxStream, Ended, Stream, splice};
+use crate::io::{BoxStream, Ended, Stream, Tunnel, splice};
 use crate::tables::{self, Loaded, TableStore};
 use crate::telemetry::{
     AccessLogger, BytesLabels, DeniedLabels, DirectionLabels, End, Metrics, ReasonLabels, Record,
@@ -71,9 +71,11 @@ const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 const MAX_FRAME: u32 = 1024 * 1024;
 const MAX_STREAMS: u32 = 10_000;
+/// The largest header block a tunnel's peer may send (hyper's default).
+const MAX_HEADERS: u32 = 16 * 1024;
 
 type Body = Full<Bytes>;
-type Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+type Sender = h2::client::SendRequest<Bytes>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
@@ -924,9 +926,13 @@ impl Shared {
                 .method(Method::CONNECT)
                 .uri(dst.to_string())
                 .header("forwarded", forwarded_for(me.address))
-                .body(Empty::<Bytes>::new())
+                .body(())
                 .expect("a valid request");
-            let resp = match sender.send_request(req).await {
+            let sent = match sender.send_request(req, false) {
+                Ok((resp, send)) => resp.await.map(|r| (r, send)),
+                Err(e) => Err(e),
+            };
+            let (resp, send) = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     // A pooled connection the peer closed: drop it, retry once.
@@ -944,10 +950,7 @@ impl Shared {
                     .to_owned();
                 return Err(Refusal::new(resp.status(), "refused-by-destination").with_detail(why));
             }
-            let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
-                Refusal::new(StatusCode::BAD_GATEWAY, "tunnel-failed").with_detail(e.to_string())
-            })?;
-            return Ok(Box::new(TokioIo::new(upgraded)));
+            return Ok(Box::new(Tunnel::new(send, resp.into_body())));
         }
         Err(Refusal::new(StatusCode::BAD_GATEWAY, "tunnel-failed")
             .with_detail(last_error.unwrap_or_default()))
@@ -975,15 +978,17 @@ impl Shared {
             .or_default()
             .clone();
         let mut slot = slot.lock().await;
-        if let Some(s) = slot.as_mut()
-            && !s.is_closed()
-            && s.ready().await.is_ok()
+        // Ready: the connection is up and may open one more stream.
+        if let Some(s) = slot.as_ref()
+            && let Ok(ready) = s.clone().ready().await
         {
-            return Ok(s.clone());
+            return Ok(ready);
         }
         let sender = self.connect_peer(key, me, dst_ip).await?;
         *slot = Some(sender.clone());
-        Ok(sender)
+        sender.ready().await.map_err(|e| {
+            Refusal::new(StatusCode::BAD_GATEWAY, "tunnel-failed").with_detail(e.to_string())
+        })
     }
 
     async fn connect_peer(
@@ -1047,11 +1052,12 @@ impl Shared {
             Refusal::new(StatusCode::BAD_GATEWAY, "peer-handshake-failed")
                 .with_detail(format!("{}: {e}", key.node))
         })?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(STREAM_WINDOW)
+        let (sender, conn) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
-            .handshake(TokioIo::new(tls))
+            .max_header_list_size(MAX_HEADERS)
+            .handshake::<_, Bytes>(tls)
             .await
             .map_err(|e| {
                 Refusal::new(StatusCode::BAD_GATEWAY, "tunnel-failed").with_detail(e.to_string())
@@ -1318,58 +1324,113 @@ async fn inbound_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 /// Serve the HTTP/2 of one inbound tunnel whose TLS handshake is done, from
-/// the peer `id`, until it ends or the agent stops.
+/// the peer `id`, until it ends or the agent stops: each stream is one
+/// HBONE CONNECT, served on a task of its own while this one drives the
+/// connection. On stop, GOAWAY: streams open go on until they end or the
+/// agent kills them.
 async fn serve_tunnel(
     shared: Arc<Shared>,
     io: impl Stream + 'static,
     id: SpiffeId,
     peer: SocketAddr,
 ) {
-    let svc_shared = shared.clone();
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let shared = svc_shared.clone();
-        let id = id.clone();
-        async move { Ok::<_, std::convert::Infallible>(hbone_connect(shared, id, peer, req).await) }
-    });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(STREAM_WINDOW)
+    let handshake = h2::server::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
         .max_concurrent_streams(MAX_STREAMS)
-        .serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = shared.stop.cancelled() => conn.as_mut().graceful_shutdown(),
-    }
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shared.kill.cancelled() => {}
+        .max_header_list_size(MAX_HEADERS)
+        .handshake::<_, Bytes>(io);
+    let mut conn = tokio::select! {
+        r = handshake => match r {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!(%peer, %e, "inbound tunnel failed before its first stream");
+                return;
+            }
+        },
+        _ = shared.stop.cancelled() => return,
+    };
+    let mut stopping = false;
+    loop {
+        let next = tokio::select! {
+            r = conn.accept() => r,
+            _ = shared.stop.cancelled(), if !stopping => {
+                stopping = true;
+                conn.graceful_shutdown();
+                continue;
+            }
+            _ = shared.kill.cancelled() => return,
+        };
+        match next {
+            Some(Ok((req, respond))) => {
+                tokio::spawn(hbone_connect(
+                    shared.clone(),
+                    id.clone(),
+                    peer,
+                    req,
+                    respond,
+                ));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(%peer, %e, "inbound tunnel ended");
+                return;
+            }
+            None => return,
+        }
     }
 }
 
-/// One HBONE CONNECT stream from a peer agent.
+/// Answer a CONNECT stream: `status`, and for a refusal the reason (in
+/// [`REASON_HEADER`] and the body, which ends the stream). The stream to
+/// carry bytes on when it is accepted.
+fn answer(
+    respond: &mut h2::server::SendResponse<Bytes>,
+    status: StatusCode,
+    reason: Option<&str>,
+) -> Option<h2::SendStream<Bytes>> {
+    let mut r = Response::builder().status(status);
+    if let Some(reason) = reason {
+        r = r.header(REASON_HEADER, reason);
+    }
+    let response = r.body(()).expect("a valid response");
+    let mut send = respond.send_response(response, false).ok()?;
+    match reason {
+        None => Some(send),
+        Some(why) => {
+            let _ = send.send_data(Bytes::from(format!("{status}: {why}\n")), true);
+            None
+        }
+    }
+}
+
+/// One HBONE CONNECT stream from a peer agent: decided, connected to the
+/// local workload, then carried until it ends.
 async fn hbone_connect(
     shared: Arc<Shared>,
     peer: SpiffeId,
     peer_addr: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<Body> {
+    req: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let refuse = |respond: &mut h2::server::SendResponse<Bytes>, status, why: &str| {
+        answer(respond, status, Some(why));
+    };
     if req.method() != Method::CONNECT {
-        return respond(StatusCode::METHOD_NOT_ALLOWED, Some("only CONNECT"));
+        return refuse(&mut respond, StatusCode::METHOD_NOT_ALLOWED, "only CONNECT");
     }
     let Some(dst) = req
         .uri()
         .authority()
         .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
     else {
-        return respond(StatusCode::BAD_REQUEST, Some("malformed-target"));
+        return refuse(&mut respond, StatusCode::BAD_REQUEST, "malformed-target");
     };
     let claimed = match req.headers().get("forwarded") {
         None => None,
         Some(v) => match v.to_str().ok().and_then(parse_forwarded) {
             Some(ip) => Some(ip),
-            None => return respond(StatusCode::BAD_REQUEST, Some("malformed-forwarded")),
+            None => return refuse(&mut respond, StatusCode::BAD_REQUEST, "malformed-forwarded"),
         },
     };
     let src = claimed.unwrap_or(peer_addr.ip());
@@ -1391,15 +1452,16 @@ async fn hbone_connect(
             shared.config.node
         ));
         shared.deny(&ctx, &r);
-        return respond(r.status, Some(r.reason));
+        return refuse(&mut respond, r.status, r.reason);
     }
     let decision = shared.decide_inbound(loaded.as_deref(), &peer, peer_addr.ip(), src, dst);
     if let Some(l) = &loaded {
         ctx.decided = Some((l.clone(), l.endpoint(src), l.endpoint(dst.ip()), dst.port()));
     }
+    drop(loaded);
     if let Err(r) = decision {
         shared.deny(&ctx, &r);
-        return respond(r.status, Some(r.reason));
+        return refuse(&mut respond, r.status, r.reason);
     }
     let tcp = match tokio::time::timeout(
         shared.config.limits.connect_timeout,
@@ -1412,12 +1474,12 @@ async fn hbone_connect(
             let r = Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "upstream-unreachable")
                 .with_detail(e.to_string());
             shared.deny(&ctx, &r);
-            return respond(r.status, Some(r.reason));
+            return refuse(&mut respond, r.status, r.reason);
         }
         Err(_) => {
             let r = Refusal::new(StatusCode::GATEWAY_TIMEOUT, "connect-timeout");
             shared.deny(&ctx, &r);
-            return respond(r.status, Some(r.reason));
+            return refuse(&mut respond, r.status, r.reason);
         }
     };
     let _ = tcp.set_nodelay(true);
@@ -1427,17 +1489,14 @@ async fn hbone_connect(
         peer_addr: peer_addr.ip(),
         dst,
     };
-    tokio::spawn(async move {
-        match hyper::upgrade::on(req).await {
-            Ok(tunnel) => {
-                shared
-                    .carry(ctx, check, Box::new(TokioIo::new(tunnel)), Box::new(tcp))
-                    .await
-            }
-            Err(e) => tracing::debug!(%e, "tunnel stream ended before it opened"),
-        }
-    });
-    respond(StatusCode::OK, None)
+    let Some(send) = answer(&mut respond, StatusCode::OK, None) else {
+        tracing::debug!("tunnel stream ended before it opened");
+        return;
+    };
+    let tunnel = Tunnel::new(send, req.into_body());
+    shared
+        .carry(ctx, check, Box::new(tunnel), Box::new(tcp))
+        .await
 }
 
 async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -245,6 +245,114 @@ pub async fn splice<A: Stream, B: Stream>(
     (carried(), ended)
 }
 
+/// One HTTP/2 stream as a byte stream, as HBONE's CONNECT tunnels carry
+/// bytes: what the peer sends in DATA frames is read, what is written goes
+/// out in DATA frames, a shutdown is END_STREAM (a half-close), and the
+/// peer's END_STREAM reads as the end. A reset by the peer, other than
+/// NO_ERROR or CANCEL (which end the stream as a close does), is an error.
+/// Received data is handed back to the flow-control window as soon as it is
+/// taken from h2; at most one DATA frame waits here.
+pub struct Tunnel {
+    send: h2::SendStream<Bytes>,
+    recv: h2::RecvStream,
+    buf: Bytes,
+    shut: bool,
+}
+
+impl Tunnel {
+    pub fn new(send: h2::SendStream<Bytes>, recv: h2::RecvStream) -> Tunnel {
+        Tunnel {
+            send,
+            recv,
+            buf: Bytes::new(),
+            shut: false,
+        }
+    }
+}
+
+fn h2_io(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        e.into_io().expect("an I/O error")
+    } else {
+        io::Error::other(e)
+    }
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = &mut *self;
+        while me.buf.is_empty() {
+            match ready!(me.recv.poll_data(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(data)) => {
+                    let _ = me.recv.flow_control().release_capacity(data.len());
+                    me.buf = data;
+                }
+                Some(Err(e)) => {
+                    return Poll::Ready(match e.reason() {
+                        Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => Ok(()),
+                        Some(h2::Reason::STREAM_CLOSED) => {
+                            Err(io::Error::new(io::ErrorKind::BrokenPipe, e))
+                        }
+                        _ => Err(h2_io(e)),
+                    });
+                }
+            }
+        }
+        let n = me.buf.len().min(out.remaining());
+        out.put_slice(&me.buf[..n]);
+        me.buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let me = &mut *self;
+        // The total asked of the windows: what this write holds.
+        me.send.reserve_capacity(buf.len());
+        loop {
+            let n = me.send.capacity().min(buf.len());
+            if n > 0 {
+                me.send
+                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    .map_err(h2_io)?;
+                return Poll::Ready(Ok(n));
+            }
+            match ready!(me.send.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(h2_io(e))),
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+    }
+
+    /// h2's connection task writes what was sent.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.shut {
+            self.shut = true;
+            self.send.reserve_capacity(0);
+            self.send.send_data(Bytes::new(), true).map_err(h2_io)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +380,63 @@ mod tests {
         drop(to);
         writer.await.unwrap();
         (reader.await.unwrap(), pipe.size)
+    }
+
+    /// A CONNECT stream over an in-memory HTTP/2 connection: the client's
+    /// and the server's tunnel, and the server's handle to reset it.
+    async fn tunnel_pair() -> (Tunnel, Tunnel) {
+        let (c, s) = duplex(1 << 16);
+        let server = tokio::spawn(async move {
+            let mut conn = h2::server::handshake(s).await.unwrap();
+            let (req, mut respond) = conn.accept().await.unwrap().unwrap();
+            let send = respond
+                .send_response(http::Response::new(()), false)
+                .unwrap();
+            tokio::spawn(async move { while conn.accept().await.is_some() {} });
+            Tunnel::new(send, req.into_body())
+        });
+        let (sender, conn) = h2::client::handshake(c).await.unwrap();
+        tokio::spawn(conn);
+        let mut sender = sender.ready().await.unwrap();
+        let req = http::Request::connect("10.0.0.1:80").body(()).unwrap();
+        let (resp, send) = sender.send_request(req, false).unwrap();
+        let server = server.await.unwrap();
+        let resp = resp.await.unwrap();
+        (Tunnel::new(send, resp.into_body()), server)
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_carries_bytes_both_ways_and_half_closes() {
+        let (mut client, mut server) = tunnel_pair().await;
+        // More than one window's worth, so that writes wait for capacity.
+        let bulk: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let sent = bulk.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert!(got == bulk, "{} bytes of {}", got.len(), bulk.len());
+        // Half-closed: the other way still carries.
+        let mut client = writer.await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"answer");
+    }
+
+    #[tokio::test]
+    async fn a_reset_tunnel_reads_as_an_error_and_a_cancelled_one_as_the_end() {
+        let (mut client, mut server) = tunnel_pair().await;
+        server.send.send_reset(h2::Reason::INTERNAL_ERROR);
+        let mut b = [0u8; 8];
+        assert!(client.read(&mut b).await.is_err());
+        let (mut client, mut server) = tunnel_pair().await;
+        server.send.send_reset(h2::Reason::CANCEL);
+        assert_eq!(client.read(&mut b).await.unwrap(), 0);
     }
 
     #[tokio::test]
