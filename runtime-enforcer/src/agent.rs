@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, LocalWorkload};
 use crate::identity::{self, SpiffeClientVerifier, SpiffeId, SpiffeServerVerifier};
-use crate::io::{BoxStream, Ended, Stream, Tunnel, splice};
+use crate::io::{BoxStream, Ended, Tunnel, splice};
 use crate::tables::{self, Loaded, TableStore};
 use crate::telemetry::{
     AccessLogger, BytesLabels, DeniedLabels, DirectionLabels, End, Metrics, ReasonLabels, Record,
@@ -1330,7 +1330,7 @@ async fn inbound_loop(shared: Arc<Shared>, listener: TcpListener) {
 /// agent kills them.
 async fn serve_tunnel(
     shared: Arc<Shared>,
-    io: impl Stream + 'static,
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     id: SpiffeId,
     peer: SocketAddr,
 ) {

@@ -12,63 +12,34 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
-/// Anything a connection half can be.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+/// A half of a spliced connection: a workload's socket, a client's
+/// upgraded CONNECT, or an HBONE stream.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The HTTP/2 stream this half is, if it is one: a splice then moves
+    /// its bytes in h2's own buffers (a DATA frame received is written out
+    /// from where h2 decoded it, bytes read are sent as they were read)
+    /// instead of copying them through the `AsyncRead`/`AsyncWrite` calls.
+    fn tunnel(&mut self) -> Option<&mut Tunnel> {
+        None
+    }
+}
+
+impl Stream for tokio::net::TcpStream {}
+impl Stream for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
+
+impl Stream for Tunnel {
+    fn tunnel(&mut self) -> Option<&mut Tunnel> {
+        Some(self)
+    }
+}
+
+impl Stream for Box<dyn Stream> {
+    fn tunnel(&mut self) -> Option<&mut Tunnel> {
+        (**self).tunnel()
+    }
+}
 
 pub type BoxStream = Box<dyn Stream>;
-
-/// A stream that counts the bytes read from it.
-struct Counted<S> {
-    inner: S,
-    read: Arc<AtomicU64>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.read.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
 
 /// How a spliced connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,24 +73,56 @@ const BUFFER_MAX: usize = 256 * 1024;
 
 /// One direction of a splice: bytes read from one half wait here until
 /// written to the other; at the reader's end the writer is shut down.
+/// Counts the bytes read.
 #[derive(Debug)]
 struct Pipe {
     buf: BytesMut,
+    /// What is left of a DATA frame taken from a tunnel, written from h2's
+    /// buffer.
+    frame: Bytes,
     size: usize,
+    read: Arc<AtomicU64>,
     read_done: bool,
     need_flush: bool,
     done: bool,
 }
 
 impl Pipe {
-    fn new() -> Self {
+    fn new(read: Arc<AtomicU64>) -> Self {
         Pipe {
             buf: BytesMut::new(),
+            frame: Bytes::new(),
             size: BUFFER_MIN,
+            read,
             read_done: false,
             need_flush: false,
             done: false,
         }
+    }
+
+    /// Read into the buffer (`Ok(0)` at the end).
+    fn poll_fill<R: Stream + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(tunnel) = reader.tunnel() {
+            self.frame = ready!(tunnel.poll_frame(cx))?;
+            return Poll::Ready(Ok(self.frame.len()));
+        }
+        // Reclaims the whole allocation when it is big enough (and no
+        // longer shared with a frame h2 has yet to write).
+        self.buf.reserve(self.size);
+        let room = self.buf.capacity();
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(reader),
+            cx,
+            &mut self.buf
+        ))?;
+        if n >= room && self.size < BUFFER_MAX {
+            self.size = (self.size * 4).min(BUFFER_MAX);
+        }
+        Poll::Ready(Ok(n))
     }
 
     /// Copy until the reader ends and the writer is shut down (`Ready(Ok)`),
@@ -127,45 +130,54 @@ impl Pipe {
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
-        mut reader: Pin<&mut R>,
-        mut writer: Pin<&mut W>,
+        reader: &mut R,
+        writer: &mut W,
     ) -> Poll<io::Result<()>>
     where
-        R: AsyncRead + ?Sized,
-        W: AsyncWrite + ?Sized,
+        R: Stream + ?Sized,
+        W: Stream + ?Sized,
     {
         loop {
-            if self.buf.is_empty() && !self.read_done {
-                // Reclaims the whole allocation when it is big enough.
-                self.buf.reserve(self.size);
-                let room = self.buf.capacity();
-                match tokio_util::io::poll_read_buf(reader.as_mut(), cx, &mut self.buf) {
+            if self.buf.is_empty() && self.frame.is_empty() && !self.read_done {
+                match self.poll_fill(cx, reader) {
                     Poll::Ready(Ok(0)) => self.read_done = true,
                     Poll::Ready(Ok(n)) => {
-                        if n >= room && self.size < BUFFER_MAX {
-                            self.size = (self.size * 4).min(BUFFER_MAX);
-                        }
+                        self.read.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {
                         if self.need_flush {
-                            ready!(writer.as_mut().poll_flush(cx))?;
+                            ready!(Pin::new(&mut *writer).poll_flush(cx))?;
                             self.need_flush = false;
                         }
                         return Poll::Pending;
                     }
                 }
             }
-            while !self.buf.is_empty() {
-                let n = ready!(writer.as_mut().poll_write(cx, &self.buf))?;
+            while !self.frame.is_empty() {
+                let n = ready!(Pin::new(&mut *writer).poll_write(cx, &self.frame))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                self.buf.advance(n);
+                self.frame.advance(n);
+                self.need_flush = true;
+            }
+            while !self.buf.is_empty() {
+                let n = match writer.tunnel() {
+                    Some(tunnel) => ready!(tunnel.poll_send(cx, &mut self.buf))?,
+                    None => {
+                        let n = ready!(Pin::new(&mut *writer).poll_write(cx, &self.buf))?;
+                        self.buf.advance(n);
+                        n
+                    }
+                };
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
                 self.need_flush = true;
             }
             if self.read_done {
-                ready!(writer.as_mut().poll_shutdown(cx))?;
+                ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
@@ -174,17 +186,20 @@ impl Pipe {
 }
 
 /// Copy both ways until both directions end, or one fails.
-async fn copy_both<A: Stream, B: Stream>(a: &mut A, b: &mut B) -> io::Result<()> {
-    let mut a_to_b = Pipe::new();
-    let mut b_to_a = Pipe::new();
+async fn copy_both<A: Stream, B: Stream>(
+    a: &mut A,
+    b: &mut B,
+    mut a_to_b: Pipe,
+    mut b_to_a: Pipe,
+) -> io::Result<()> {
     std::future::poll_fn(|cx| {
         if !a_to_b.done
-            && let Poll::Ready(Err(e)) = a_to_b.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b))
+            && let Poll::Ready(Err(e)) = a_to_b.poll_copy(cx, &mut *a, &mut *b)
         {
             return Poll::Ready(Err(e));
         }
         if !b_to_a.done
-            && let Poll::Ready(Err(e)) = b_to_a.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a))
+            && let Poll::Ready(Err(e)) = b_to_a.poll_copy(cx, &mut *b, &mut *a)
         {
             return Poll::Ready(Err(e));
         }
@@ -200,26 +215,23 @@ async fn copy_both<A: Stream, B: Stream>(a: &mut A, b: &mut B) -> io::Result<()>
 /// Copy bytes both ways between `source` and `destination` until both
 /// finish, one fails, nothing moves for `idle`, or `cancel` fires.
 pub async fn splice<A: Stream, B: Stream>(
-    source: A,
-    destination: B,
+    mut source: A,
+    mut destination: B,
     idle: Duration,
     cancel: &CancellationToken,
 ) -> (Carried, Ended) {
     let sent = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));
-    let mut a = Counted {
-        inner: source,
-        read: sent.clone(),
-    };
-    let mut b = Counted {
-        inner: destination,
-        read: received.clone(),
-    };
     let carried = || Carried {
         sent: sent.load(Ordering::Relaxed),
         received: received.load(Ordering::Relaxed),
     };
-    let copy = copy_both(&mut a, &mut b);
+    let copy = copy_both(
+        &mut source,
+        &mut destination,
+        Pipe::new(sent.clone()),
+        Pipe::new(received.clone()),
+    );
     tokio::pin!(copy);
     let check = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
     let mut tick = tokio::time::interval(check);
@@ -278,23 +290,20 @@ fn h2_io(e: h2::Error) -> io::Error {
     }
 }
 
-impl AsyncRead for Tunnel {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let me = &mut *self;
-        while me.buf.is_empty() {
-            match ready!(me.recv.poll_data(cx)) {
-                None => return Poll::Ready(Ok(())),
+impl Tunnel {
+    /// The bytes of the next DATA frame (what is left of it after a short
+    /// `poll_read`), as h2 decoded them; empty at the end of the stream.
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        while self.buf.is_empty() {
+            match ready!(self.recv.poll_data(cx)) {
+                None => return Poll::Ready(Ok(Bytes::new())),
                 Some(Ok(data)) => {
-                    let _ = me.recv.flow_control().release_capacity(data.len());
-                    me.buf = data;
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.buf = data;
                 }
                 Some(Err(e)) => {
                     return Poll::Ready(match e.reason() {
-                        Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => Ok(()),
+                        Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => Ok(Bytes::new()),
                         Some(h2::Reason::STREAM_CLOSED) => {
                             Err(io::Error::new(io::ErrorKind::BrokenPipe, e))
                         }
@@ -303,9 +312,55 @@ impl AsyncRead for Tunnel {
                 }
             }
         }
-        let n = me.buf.len().min(out.remaining());
-        out.put_slice(&me.buf[..n]);
-        me.buf.advance(n);
+        Poll::Ready(Ok(std::mem::take(&mut self.buf)))
+    }
+
+    /// Room in the windows for up to `want` bytes: how many may be sent now.
+    fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        // The total asked of the windows: what this write holds.
+        self.send.reserve_capacity(want);
+        loop {
+            let n = self.send.capacity().min(want);
+            if n > 0 {
+                return Poll::Ready(Ok(n));
+            }
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(h2_io(e))),
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+    }
+
+    /// Send what the windows allow of `buf` in a DATA frame, taking it out
+    /// of `buf` without copying it; how much was sent.
+    pub fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = ready!(self.poll_room(cx, buf.len()))?;
+        self.send
+            .send_data(buf.split_to(n).freeze(), false)
+            .map_err(h2_io)?;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut frame = ready!(self.poll_frame(cx))?;
+        let n = frame.len().min(out.remaining());
+        out.put_slice(&frame[..n]);
+        frame.advance(n);
+        self.buf = frame;
         Poll::Ready(Ok(()))
     }
 }
@@ -319,23 +374,11 @@ impl AsyncWrite for Tunnel {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let me = &mut *self;
-        // The total asked of the windows: what this write holds.
-        me.send.reserve_capacity(buf.len());
-        loop {
-            let n = me.send.capacity().min(buf.len());
-            if n > 0 {
-                me.send
-                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-                    .map_err(h2_io)?;
-                return Poll::Ready(Ok(n));
-            }
-            match ready!(me.send.poll_capacity(cx)) {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Poll::Ready(Err(h2_io(e))),
-                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            }
-        }
+        let n = ready!(self.poll_room(cx, buf.len()))?;
+        self.send
+            .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+            .map_err(h2_io)?;
+        Poll::Ready(Ok(n))
     }
 
     /// h2's connection task writes what was sent.
@@ -358,6 +401,8 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
+    impl Stream for tokio::io::DuplexStream {}
+
     /// Copies `data` through one pipe from a duplex pair to another; returns
     /// what arrived and the pipe's buffer size at the end.
     async fn through_pipe(data: Vec<u8>) -> (Vec<u8>, usize) {
@@ -373,8 +418,8 @@ mod tests {
             server.read_to_end(&mut got).await.unwrap();
             got
         });
-        let mut pipe = Pipe::new();
-        std::future::poll_fn(|cx| pipe.poll_copy(cx, Pin::new(&mut from), Pin::new(&mut to)))
+        let mut pipe = Pipe::new(Arc::default());
+        std::future::poll_fn(|cx| pipe.poll_copy(cx, &mut from, &mut to))
             .await
             .unwrap();
         drop(to);
@@ -437,6 +482,49 @@ mod tests {
         let (mut client, mut server) = tunnel_pair().await;
         server.send.send_reset(h2::Reason::CANCEL);
         assert_eq!(client.read(&mut b).await.unwrap(), 0);
+    }
+
+    /// The path through two agents: a client's socket spliced into an
+    /// HBONE stream (its bytes sent as read), the stream at the other end
+    /// spliced into the server's socket (DATA frames written from h2's
+    /// buffers); more than the windows hold each way.
+    #[tokio::test]
+    async fn splices_into_and_out_of_a_tunnel_keep_every_byte_and_count_them() {
+        let (near, far) = tunnel_pair().await;
+        let (mut client, client_end) = duplex(64 * 1024);
+        let (server_end, mut server) = duplex(64 * 1024);
+        let cancel = CancellationToken::new();
+        let (c1, c2) = (cancel.clone(), cancel.clone());
+        let outbound =
+            tokio::spawn(
+                async move { splice(client_end, near, Duration::from_secs(60), &c1).await },
+            );
+        let inbound =
+            tokio::spawn(
+                async move { splice(far, server_end, Duration::from_secs(60), &c2).await },
+            );
+        let request: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        let answer: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let (sent, back) = (request.clone(), answer.clone());
+        let client_side = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert!(got == request, "{} bytes of {}", got.len(), request.len());
+        server.write_all(&back).await.unwrap();
+        server.shutdown().await.unwrap();
+        let got = client_side.await.unwrap();
+        assert!(got == answer, "{} bytes of {}", got.len(), answer.len());
+        for spliced in [outbound, inbound] {
+            let (carried, ended) = spliced.await.unwrap();
+            assert_eq!(ended, Ended::Completed);
+            assert_eq!((carried.sent, carried.received), (1_500_000, 300_000));
+        }
     }
 
     #[tokio::test]
