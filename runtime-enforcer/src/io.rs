@@ -100,7 +100,8 @@ impl Pipe {
         }
     }
 
-    /// Read into the buffer (`Ok(0)` at the end).
+    /// Read what comes next: a tunnel's next DATA frame as h2 holds it, or
+    /// from any other half into the buffer; how much (`Ok(0)` at the end).
     fn poll_fill<R: Stream + ?Sized>(
         &mut self,
         cx: &mut Context<'_>,
