@@ -428,6 +428,21 @@ mod tests {
         (reader.await.unwrap(), pipe.size)
     }
 
+    /// A client that sends `request`, half-closes, and reads the answer to
+    /// its end.
+    fn ask(
+        mut client: tokio::io::DuplexStream,
+        request: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Vec<u8>> {
+        tokio::spawn(async move {
+            client.write_all(&request).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            answer
+        })
+    }
+
     /// A CONNECT stream over an in-memory HTTP/2 connection: the client's
     /// and the server's tunnel, and the server's handle to reset it.
     async fn tunnel_pair() -> (Tunnel, Tunnel) {
@@ -492,7 +507,7 @@ mod tests {
     #[tokio::test]
     async fn splices_into_and_out_of_a_tunnel_keep_every_byte_and_count_them() {
         let (near, far) = tunnel_pair().await;
-        let (mut client, client_end) = duplex(64 * 1024);
+        let (client, client_end) = duplex(64 * 1024);
         let (server_end, mut server) = duplex(64 * 1024);
         let cancel = CancellationToken::new();
         let (c1, c2) = (cancel.clone(), cancel.clone());
@@ -506,18 +521,11 @@ mod tests {
             );
         let request: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
         let answer: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
-        let (sent, back) = (request.clone(), answer.clone());
-        let client_side = tokio::spawn(async move {
-            client.write_all(&sent).await.unwrap();
-            client.shutdown().await.unwrap();
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).await.unwrap();
-            got
-        });
+        let client_side = ask(client, request.clone());
         let mut got = Vec::new();
         server.read_to_end(&mut got).await.unwrap();
         assert!(got == request, "{} bytes of {}", got.len(), request.len());
-        server.write_all(&back).await.unwrap();
+        server.write_all(&answer).await.unwrap();
         server.shutdown().await.unwrap();
         let got = client_side.await.unwrap();
         assert!(got == answer, "{} bytes of {}", got.len(), answer.len());
@@ -540,21 +548,14 @@ mod tests {
 
     #[tokio::test]
     async fn splice_carries_both_ways_and_passes_half_closes_on() {
-        let (mut client, source) = duplex(64 * 1024);
+        let (client, source) = duplex(64 * 1024);
         let (destination, mut server) = duplex(64 * 1024);
         let cancel = CancellationToken::new();
         let spliced = tokio::spawn(async move {
             splice(source, destination, Duration::from_secs(60), &cancel).await
         });
         let request: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
-        let sent = request.clone();
-        let client_side = tokio::spawn(async move {
-            client.write_all(&sent).await.unwrap();
-            client.shutdown().await.unwrap();
-            let mut answer = Vec::new();
-            client.read_to_end(&mut answer).await.unwrap();
-            answer
-        });
+        let client_side = ask(client, request.clone());
         let mut got = Vec::new();
         server.read_to_end(&mut got).await.unwrap();
         assert!(got == request);
