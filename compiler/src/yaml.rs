@@ -267,8 +267,9 @@ impl<'f> Document<'f> {
         }
     }
 
-    fn abs_offset(&self, m: saphyr_parser::Marker) -> usize {
-        self.file.offset(m.line() + self.line_offset, m.col())
+    fn abs_offset(&self, m: tree::Pos) -> usize {
+        self.file
+            .offset(m.line as usize + self.line_offset, m.col as usize)
     }
 }
 
@@ -286,7 +287,7 @@ impl<'d> Object<'d> {
         self.span_of_marks(node.span)
     }
 
-    fn span_of_marks(&self, marks: saphyr_parser::Span) -> Span {
+    fn span_of_marks(&self, marks: tree::Marks) -> Span {
         let start = self.doc.abs_offset(marks.start);
         let end = self.doc.abs_offset(marks.end).max(start);
         // Point at one line at most: block nodes end where the next one starts.
@@ -397,9 +398,9 @@ impl<'d> Object<'d> {
         }
         let start = self.node.span.start;
         let file = self.doc.file;
-        let abs_line = start.line() + self.doc.line_offset;
+        let abs_line = start.line as usize + self.doc.line_offset;
         let line_start = file.offset(abs_line, 0);
-        let node_start = file.offset(abs_line, start.col());
+        let node_start = file.offset(abs_line, start.col as usize);
         let mut end = self.doc.abs_offset(self.node.span.end).max(node_start);
         // saphyr ends a flow collection at its last scalar: take the closing
         // bracket too.

@@ -21,15 +21,15 @@
 
 use std::fmt;
 
-use super::tree::{Data, Marked};
-use saphyr_parser::{ScalarStyle, Span, Tag};
+use super::tree::{Core, Data, Marked, Marks};
+use saphyr_parser::ScalarStyle;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 
 /// A deserialization error and the node it is about.
 #[derive(Debug)]
 pub struct Error {
     pub message: String,
-    pub at: Option<Span>,
+    pub at: Option<Marks>,
 }
 
 impl Error {
@@ -69,34 +69,6 @@ pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Marked<'de>) -> Result
     T::deserialize(Node(node, 0))
 }
 
-/// The core-schema tag of a scalar, if it has one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Core {
-    None,
-    Str,
-    Int,
-    Float,
-    Bool,
-    Null,
-    /// `!!map`, `!!seq` on a scalar, or a tag `parse` would have refused.
-    Other,
-}
-
-fn core(tag: Option<&Tag>) -> Core {
-    match tag {
-        None => Core::None,
-        Some(t) if t.is_yaml_core_schema() => match t.suffix.as_str() {
-            "str" => Core::Str,
-            "int" => Core::Int,
-            "float" => Core::Float,
-            "bool" => Core::Bool,
-            "null" => Core::Null,
-            _ => Core::Other,
-        },
-        Some(_) => Core::Other,
-    }
-}
-
 /// A scalar as written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Text<'a> {
@@ -122,7 +94,7 @@ impl<'a> Text<'a> {
             Data::Scalar(text, style, tag) => Some(Text {
                 text: text.as_ref(),
                 plain: *style == ScalarStyle::Plain,
-                tag: core(tag.as_deref()),
+                tag: *tag,
             }),
             _ => None,
         }

@@ -14,24 +14,95 @@
 //! - a document with no node at all is [`Data::Empty`].
 //!
 //! Nesting is bounded by the caller, which sees every event first.
+//!
+//! A node is small (48 bytes on 64-bit targets: a position is a line and a
+//! column, a tag the core-schema type it names), and each collection's children are gathered
+//! on a stack shared by the whole load, then moved into a vector of their
+//! exact number when the collection ends: no vector grows while a document
+//! is read.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use saphyr_parser::{Event, ScalarStyle, ScanError, Span, SpannedEventReceiver, Tag};
+use saphyr_parser::{Event, ScalarStyle, ScanError, SpannedEventReceiver, Tag};
+
+/// A position in a document's text: line (from 1) and column (from 0, in
+/// characters), as saphyr-parser counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl From<saphyr_parser::Marker> for Pos {
+    fn from(m: saphyr_parser::Marker) -> Self {
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Pos {
+            line: narrow(m.line()),
+            col: narrow(m.col()),
+        }
+    }
+}
+
+/// Where a node begins and ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub start: Pos,
+    pub end: Pos,
+}
+
+impl From<saphyr_parser::Span> for Marks {
+    fn from(s: saphyr_parser::Span) -> Self {
+        Marks {
+            start: s.start.into(),
+            end: s.end.into(),
+        }
+    }
+}
+
+/// The core-schema tag of a scalar, if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Core {
+    None,
+    Str,
+    Int,
+    Float,
+    Bool,
+    Null,
+    /// `!!map`, `!!seq` on a scalar, or a tag outside the core schema (which
+    /// the documents' reader refuses before a tree is built).
+    Other,
+}
+
+impl Core {
+    pub fn of(tag: Option<&Tag>) -> Core {
+        match tag {
+            None => Core::None,
+            Some(t) if t.is_yaml_core_schema() => match t.suffix.as_str() {
+                "str" => Core::Str,
+                "int" => Core::Int,
+                "float" => Core::Float,
+                "bool" => Core::Bool,
+                "null" => Core::Null,
+                _ => Core::Other,
+            },
+            Some(_) => Core::Other,
+        }
+    }
+}
 
 /// A node and where it was written.
 #[derive(Debug, Clone)]
 pub(crate) struct Marked<'a> {
-    pub span: Span,
+    pub span: Marks,
     pub data: Data<'a>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum Data<'a> {
     /// A scalar as written: its text, its quoting and its tag.
-    Scalar(Cow<'a, str>, ScalarStyle, Option<Cow<'a, Tag>>),
+    Scalar(Cow<'a, str>, ScalarStyle, Core),
     Seq(Vec<Marked<'a>>),
     /// Entries in the order written; no two keys are equal.
     Map(Vec<(Marked<'a>, Marked<'a>)>),
@@ -65,7 +136,7 @@ impl Marked<'_> {
                 0u8.hash(h);
                 text.hash(h);
                 (*style as u8).hash(h);
-                tag.as_ref().map(|t| (&t.handle, &t.suffix)).hash(h);
+                tag.hash(h);
             }
             Data::Seq(items) => {
                 1u8.hash(h);
@@ -114,11 +185,16 @@ const INDEX_FROM: usize = 16;
 
 /// A collection being read.
 struct Open<'a> {
-    node: Marked<'a>,
+    start: Pos,
+    /// A mapping (its entries are on the loader's `entries`) or a sequence
+    /// (its items on `items`).
+    map: bool,
+    /// Where its children begin on that stack.
+    first: usize,
     anchor: usize,
     /// In a mapping: the key read, waiting for its value, and where it was.
     key: Option<Marked<'a>>,
-    /// In a large mapping: entry positions by key hash.
+    /// In a large mapping: entry positions (from `first`) by key hash.
     index: Option<HashMap<u64, Vec<usize>>>,
 }
 
@@ -127,6 +203,10 @@ pub(crate) struct Loader<'a> {
     docs: Vec<Marked<'a>>,
     root: Option<Marked<'a>>,
     open: Vec<Open<'a>>,
+    /// The items of the open sequences, innermost last.
+    items: Vec<Marked<'a>>,
+    /// The entries of the open mappings, innermost last.
+    entries: Vec<(Marked<'a>, Marked<'a>)>,
     anchors: HashMap<usize, Marked<'a>>,
     alias_budget: usize,
     error: Option<ScanError>,
@@ -139,6 +219,8 @@ impl<'a> Loader<'a> {
             docs: Vec::new(),
             root: None,
             open: Vec::new(),
+            items: Vec::new(),
+            entries: Vec::new(),
             anchors: HashMap::new(),
             alias_budget: alias_limit,
             error: None,
@@ -154,8 +236,9 @@ impl<'a> Loader<'a> {
         self.docs
     }
 
-    fn event(&mut self, ev: Event<'a>, span: Span) -> Result<(), ScanError> {
+    fn event(&mut self, ev: Event<'a>, span: saphyr_parser::Span) -> Result<(), ScanError> {
         let mark = span.start;
+        let span = Marks::from(span);
         match ev {
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) => {}
             Event::DocumentEnd => {
@@ -165,8 +248,8 @@ impl<'a> Loader<'a> {
                 });
                 self.docs.push(root);
             }
-            Event::SequenceStart(anchor, _) => self.open(Data::Seq(Vec::new()), anchor, span),
-            Event::MappingStart(anchor, _) => self.open(Data::Map(Vec::new()), anchor, span),
+            Event::SequenceStart(anchor, _) => self.open(false, anchor, span),
+            Event::MappingStart(anchor, _) => self.open(true, anchor, span),
             Event::SequenceEnd | Event::MappingEnd => {
                 let Some(open) = self.open.pop() else {
                     return Err(ScanError::new_str(
@@ -174,14 +257,25 @@ impl<'a> Loader<'a> {
                         "a collection ends that never began",
                     ));
                 };
-                let mut node = open.node;
-                node.span.end = mark;
+                // Collected from a drain: allocated once, at its length.
+                let data = if open.map {
+                    Data::Map(self.entries.drain(open.first..).collect())
+                } else {
+                    Data::Seq(self.items.drain(open.first..).collect())
+                };
+                let node = Marked {
+                    span: Marks {
+                        start: open.start,
+                        end: span.start,
+                    },
+                    data,
+                };
                 self.insert(node, open.anchor)?;
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let node = Marked {
                     span,
-                    data: Data::Scalar(text, style, tag),
+                    data: Data::Scalar(text, style, Core::of(tag.as_deref())),
                 };
                 self.insert(node, anchor)?;
             }
@@ -203,12 +297,16 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    fn open(&mut self, data: Data<'a>, anchor: usize, span: Span) {
+    fn open(&mut self, map: bool, anchor: usize, span: Marks) {
+        let first = if map {
+            self.entries.len()
+        } else {
+            self.items.len()
+        };
         self.open.push(Open {
-            node: Marked {
-                span: Span::new(span.start, span.start),
-                data,
-            },
+            start: span.start,
+            map,
+            first,
             anchor,
             key: None,
             index: None,
@@ -225,21 +323,22 @@ impl<'a> Loader<'a> {
             self.root = Some(node);
             return Ok(());
         };
-        match &mut parent.node.data {
-            Data::Seq(items) => items.push(node),
-            Data::Map(entries) => match parent.key.take() {
-                None => parent.key = Some(node),
-                Some(key) => {
-                    if has_key(entries, &mut parent.index, &key) {
-                        return Err(ScanError::new_str(
-                            key.span.start,
-                            "duplicated key in mapping",
-                        ));
-                    }
-                    entries.push((key, node));
+        if !parent.map {
+            self.items.push(node);
+            return Ok(());
+        }
+        match parent.key.take() {
+            None => parent.key = Some(node),
+            Some(key) => {
+                if has_key(&self.entries[parent.first..], &mut parent.index, &key) {
+                    let at = key.span.start;
+                    return Err(ScanError::new_str(
+                        saphyr_parser::Marker::new(0, at.line as usize, at.col as usize),
+                        "duplicated key in mapping",
+                    ));
                 }
-            },
-            Data::Scalar(..) | Data::Empty => unreachable!("only collections are open"),
+                self.entries.push((key, node));
+            }
         }
         Ok(())
     }
@@ -276,7 +375,7 @@ fn has_key(
 }
 
 impl<'a> SpannedEventReceiver<'a> for Loader<'a> {
-    fn on_event(&mut self, ev: Event<'a>, span: Span) {
+    fn on_event(&mut self, ev: Event<'a>, span: saphyr_parser::Span) {
         if self.error.is_some() {
             return;
         }
@@ -329,8 +428,8 @@ mod tests {
             panic!()
         };
         let (k, v) = &entries[2];
-        assert_eq!((k.span.start.line(), k.span.start.col()), (3, 0));
-        assert_eq!((v.span.start.line(), v.span.start.col()), (4, 2));
+        assert_eq!((k.span.start.line, k.span.start.col), (3, 0));
+        assert_eq!((v.span.start.line, v.span.start.col), (4, 2));
         let Data::Seq(items) = &entries[1].1.data else {
             panic!()
         };
@@ -362,7 +461,7 @@ mod tests {
             panic!()
         };
         assert!(entries[0].1.same(&entries[1].1));
-        assert_eq!(entries[1].1.span.start.line(), 2);
+        assert_eq!(entries[1].1.span.start.line, 2);
         // Each copy of `l` is 1 + 10 nodes: ten of them exceed 100.
         let bomb = format!(
             "l: &l [{}]\nm: [{}]\n",
