@@ -921,17 +921,21 @@ impl Tables {
         if self.is_self(from, to) {
             return PortSet::all();
         }
-        let mut cuts: Vec<u32> = vec![1, 65536];
+        let mut cuts: Vec<u32> = Vec::with_capacity(32);
+        cuts.extend([1, 65536]);
         let dst_class = self.class_of(to);
         // Each side's rules that can match this pair, in order (a rule whose
         // peers exclude the remote end decides nothing here), and their
         // port bounds.
         let mut keep = |iso: &Isolation, remote: Remote| {
             let lists = [&iso.admin, &iso.rules, &iso.baseline].map(|ids| {
-                ids.iter()
-                    .copied()
-                    .filter(|&r| self.rules[r as usize].peers.admit(remote))
-                    .collect::<Vec<u32>>()
+                let mut kept = Vec::with_capacity(ids.len());
+                kept.extend(
+                    ids.iter()
+                        .copied()
+                        .filter(|&r| self.rules[r as usize].peers.admit(remote)),
+                );
+                kept
             });
             for &r in lists.iter().flatten() {
                 for s in self.rules[r as usize].ports.iter().flatten() {
