@@ -178,6 +178,18 @@ impl Matrix {
         self.cells[self.class_of[i] as usize * self.classes + self.class_of[j] as usize]
     }
 
+    /// The cells of workload `i`'s row, each read by [`Row::index`].
+    #[inline]
+    pub fn row(&self, i: usize) -> Row<'_> {
+        let first = self.class_of[i] as usize * self.classes;
+        Row {
+            i,
+            self_all: self.self_all[i],
+            cells: &self.cells[first..first + self.classes],
+            class_of: &self.class_of,
+        }
+    }
+
     /// The ports allowed from workload `i` to workload `j`.
     #[inline]
     pub fn get(&self, i: usize, j: usize) -> &PortSet {
@@ -188,6 +200,26 @@ impl Matrix {
     #[inline]
     pub fn class_index(&self, s: ClassId, d: ClassId) -> u32 {
         self.cells[s as usize * self.classes + d as usize]
+    }
+}
+
+/// One row of a [`Matrix`]: the cells from one workload.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'m> {
+    i: usize,
+    self_all: bool,
+    cells: &'m [u32],
+    class_of: &'m [ClassId],
+}
+
+impl Row<'_> {
+    /// The cell to workload `j` (as [`Matrix::index`] reads it).
+    #[inline]
+    pub fn index(&self, j: usize) -> u32 {
+        if j == self.i && self.self_all {
+            return ALL;
+        }
+        self.cells[self.class_of[j] as usize]
     }
 }
 

@@ -1,6 +1,7 @@
 //! `ambit matrix PATHS [--port N --protocol P] -o table|json|csv`
 
 use std::io::Write;
+use std::ops::Range;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
@@ -152,15 +153,18 @@ fn csv(
         })
         .collect();
     let from: Vec<String> = names.iter().map(|n| format!("{n},")).collect();
-    write_pairs(out, names.len(), |i, j, buf| {
-        buf.extend_from_slice(from[i].as_bytes());
-        buf.extend_from_slice(names[j].as_bytes());
-        buf.extend_from_slice(&tails[cells.index(i, j) as usize]);
+    write_pairs(out, names.len(), |i, to, buf| {
+        let (row, from) = (cells.row(i), from[i].as_bytes());
+        for j in to {
+            buf.extend_from_slice(from);
+            buf.extend_from_slice(names[j].as_bytes());
+            buf.extend_from_slice(&tails[row.index(j) as usize]);
+        }
     })
 }
 
-/// Writes the pairs `(i, j)` of `0..n`, row by row, each assembled by
-/// `pair(i, j, buf)`. A matrix of 10^8 pairs is mostly the copying of its
+/// Writes the pairs `(i, j)` of `0..n`, row by row, assembled by
+/// `pairs(i, js, buf)` a run of columns `js` of row `i` at a time. A matrix of 10^8 pairs is mostly the copying of its
 /// pieces: the pairs are assembled on every core, in pieces of a part of a
 /// row a window at a time, on a thread of their own, while this thread
 /// writes the window before. The written buffers go back to be filled
@@ -169,12 +173,12 @@ fn csv(
 fn write_pairs<W: Write>(
     out: &mut W,
     n: usize,
-    pair: impl Fn(usize, usize, &mut Vec<u8>) + Sync,
+    pairs: impl Fn(usize, Range<usize>, &mut Vec<u8>) + Sync,
 ) -> std::io::Result<()> {
     // Below this many pairs the second thread costs more CPU than it saves.
     const PARALLEL: usize = 1 << 24;
     let parallel = n * n >= PARALLEL && rayon::current_num_threads() > 1;
-    write_pairs_in(out, n, 1024, parallel, pair)
+    write_pairs_in(out, n, 1024, parallel, pairs)
 }
 
 /// `write_pairs` with pieces of `columns` pairs, on every core or not.
@@ -183,14 +187,12 @@ fn write_pairs_in<W: Write>(
     n: usize,
     columns: usize,
     parallel: bool,
-    pair: impl Fn(usize, usize, &mut Vec<u8>) + Sync,
+    pairs: impl Fn(usize, Range<usize>, &mut Vec<u8>) + Sync,
 ) -> std::io::Result<()> {
     if !parallel {
         let mut buf = Vec::new();
         for i in 0..n {
-            for j in 0..n {
-                pair(i, j, &mut buf);
-            }
+            pairs(i, 0..n, &mut buf);
             if buf.len() >= 1 << 20 {
                 out.write_all(&buf)?;
                 buf.clear();
@@ -205,7 +207,7 @@ fn write_pairs_in<W: Write>(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
     let free: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::default();
     std::thread::scope(|scope| {
-        let (pair, free) = (&pair, &free);
+        let (pairs, free) = (&pairs, &free);
         scope.spawn(move || {
             for start in (0..pieces).step_by(window) {
                 let filled = (start..pieces.min(start + window))
@@ -213,9 +215,7 @@ fn write_pairs_in<W: Write>(
                     .map(|piece| {
                         let mut buf = free.lock().expect("not poisoned").pop().unwrap_or_default();
                         let (i, first) = (piece / per_row, piece % per_row * columns);
-                        for j in first..n.min(first + columns) {
-                            pair(i, j, &mut buf);
-                        }
+                        pairs(i, first..n.min(first + columns), &mut buf);
                         buf
                     })
                     .collect();
@@ -321,16 +321,19 @@ fn json_out(
         .iter()
         .map(|from| format!("    \"from\": {from},\n    \"to\": "))
         .collect();
-    write_pairs(out, n, |i, j, buf| {
-        let open: &[u8] = if i == 0 && j == 0 {
-            b"[\n  {\n"
-        } else {
-            b",\n  {\n"
-        };
-        buf.extend_from_slice(open);
-        buf.extend_from_slice(from[i].as_bytes());
-        buf.extend_from_slice(quoted[j].as_bytes());
-        buf.extend_from_slice(&tails[cells.index(i, j) as usize]);
+    write_pairs(out, n, |i, to, buf| {
+        let (row, from) = (cells.row(i), from[i].as_bytes());
+        for j in to {
+            let open: &[u8] = if i == 0 && j == 0 {
+                b"[\n  {\n"
+            } else {
+                b",\n  {\n"
+            };
+            buf.extend_from_slice(open);
+            buf.extend_from_slice(from);
+            buf.extend_from_slice(quoted[j].as_bytes());
+            buf.extend_from_slice(&tails[row.index(j) as usize]);
+        }
     })?;
     out.write_all(b"\n]\n")
 }
@@ -347,20 +350,22 @@ mod tests {
     /// in row order.
     #[test]
     fn pairs_are_written_in_order() {
-        let pair = |i: usize, j: usize, buf: &mut Vec<u8>| {
-            buf.extend_from_slice(format!("{i},{j}\n").as_bytes());
+        let pairs = |i: usize, to: Range<usize>, buf: &mut Vec<u8>| {
+            for j in to {
+                buf.extend_from_slice(format!("{i},{j}\n").as_bytes());
+            }
         };
         for n in [0, 1, 5, 37, 300] {
             let mut expected = Vec::new();
             for i in 0..n {
                 for j in 0..n {
-                    pair(i, j, &mut expected);
+                    expected.extend_from_slice(format!("{i},{j}\n").as_bytes());
                 }
             }
             for columns in [1, 8, 1024] {
                 for parallel in [false, true] {
                     let mut out = Vec::new();
-                    write_pairs_in(&mut out, n, columns, parallel, pair).unwrap();
+                    write_pairs_in(&mut out, n, columns, parallel, pairs).unwrap();
                     assert!(
                         out == expected,
                         "n {n}, columns {columns}, parallel {parallel}"
@@ -387,8 +392,10 @@ mod tests {
             }
         }
         for parallel in [false, true] {
-            let err = write_pairs_in(&mut Broken(3), 2000, 16, parallel, |i, j, buf| {
-                buf.extend_from_slice(format!("{i},{j}\n").as_bytes());
+            let err = write_pairs_in(&mut Broken(3), 2000, 16, parallel, |i, to, buf| {
+                for j in to {
+                    buf.extend_from_slice(format!("{i},{j}\n").as_bytes());
+                }
             })
             .unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
