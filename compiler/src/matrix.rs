@@ -10,16 +10,16 @@
 
 use std::collections::HashMap;
 
-/// The distinct port sets met, by content. Hashed with foldhash (seeded per
-/// process, as std's SipHash is), several times faster than SipHash on these
-/// short keys, one lookup per pair of classes evaluated.
-type SetIndex = HashMap<PortSet, u32, foldhash::fast::RandomState>;
-
 use rayon::prelude::*;
 
 use crate::authz::{MeshMode, MtlsMode};
 use crate::model::{Protocol, WorkloadKind};
 use crate::table::{ClassId, ClassSet, Endpoint, Isolation, PortSet, Tables};
+
+/// The distinct port sets met, by content. Hashed with foldhash (seeded per
+/// process, as std's SipHash is), several times faster than SipHash on these
+/// short keys, one lookup per pair of classes evaluated.
+type SetIndex = HashMap<PortSet, u32, foldhash::fast::RandomState>;
 
 /// Index of the empty port set in [`Matrix::sets`].
 pub const NONE: u32 = 0;
