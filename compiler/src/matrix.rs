@@ -177,10 +177,7 @@ impl Matrix {
     /// The cell of workloads `i` to `j`.
     #[inline]
     pub fn index(&self, i: usize, j: usize) -> u32 {
-        if i == j && self.self_all[i] {
-            return ALL;
-        }
-        self.cells[self.class_of[i] as usize * self.classes + self.class_of[j] as usize]
+        self.row(i).index(j)
     }
 
     /// The cells of workload `i`'s row, each read by [`Row::index`].
@@ -218,7 +215,7 @@ pub struct Row<'m> {
 }
 
 impl Row<'_> {
-    /// The cell to workload `j` (as [`Matrix::index`] reads it).
+    /// The cell to workload `j`.
     #[inline]
     pub fn index(&self, j: usize) -> u32 {
         if j == self.i && self.self_all {

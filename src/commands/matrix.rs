@@ -163,13 +163,13 @@ fn csv(
     })
 }
 
-/// Writes the pairs `(i, j)` of `0..n`, row by row, assembled by
-/// `pairs(i, js, buf)` a run of columns `js` of row `i` at a time. A matrix of 10^8 pairs is mostly the copying of its
-/// pieces: the pairs are assembled on every core, in pieces of a part of a
-/// row a window at a time, on a thread of their own, while this thread
-/// writes the window before. The written buffers go back to be filled
-/// again, so that a piece is assembled in memory the cache still holds.
-/// A small matrix is assembled on this thread alone.
+/// Writes the pairs `(i, j)` of `0..n`, row by row, assembled by `pairs(i, js,
+/// buf)` a run of columns `js` of row `i` at a time. A matrix of 10^8 pairs is
+/// mostly the copying of its pieces: the pairs are assembled on every core, in
+/// pieces of a part of a row a window at a time, on a thread of their own,
+/// while this thread writes the window before. The written buffers go back to
+/// be filled again, so that a piece is assembled in memory the cache still
+/// holds. A small matrix is assembled on this thread alone.
 fn write_pairs<W: Write>(
     out: &mut W,
     n: usize,
